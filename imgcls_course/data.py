@@ -8,7 +8,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/data.html.md"""
 __all__ = ['BREEDS', 'LOOKALIKES', 'PETS_RE', 'DATA_VERSION', 'REAL_PHOTOS', 'is_cat', 'make_pet_image', 'cache_dir', 'make_pets',
            'pets_path', 'load_boxes', 'show_pets', 'real_photo', 'real_photos_path', 'oxford_pets_path']
 
-# %% ../nbs/00_data.ipynb #d9c2e514
+# %% ../nbs/00_data.ipynb #ac3e3c47
 import csv, math, os, re, shutil, tempfile, hashlib
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from fastcore.basics import listify
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/00_data.ipynb #0728ecab
+# %% ../nbs/00_data.ipynb #bf4c59a9
 BREEDS = {
     'Abyssinian':   dict(rgb=(196,120,60), pattern='ticked',  prgb=(120,70,30), ears='pointy', aspect=1.6, head=0.80),
     'Bengal':       dict(rgb=(214,160,70), pattern='spots',   prgb=(60,40,20),  ears='pointy', aspect=1.7, head=0.75),
@@ -34,13 +34,13 @@ BREEDS = {
 LOOKALIKES = [('Birman','Ragdoll'), ('american_pit_bull_terrier','staffordshire_bull_terrier')]
 PETS_RE = r'^(.+)_\d+\.jpg$'
 
-# %% ../nbs/00_data.ipynb #b34ad6aa
+# %% ../nbs/00_data.ipynb #28ef07ae
 def is_cat(fname:str # a file name such as `Birman_3.jpg`, or a breed name
           )->bool:
     "Oxford-Pets convention: cat breeds start with a capital letter."
     return Path(fname).name[0].isupper()
 
-# %% ../nbs/00_data.ipynb #6800d954
+# %% ../nbs/00_data.ipynb #db513df8
 def _jitter(rgb, rng, amt=12): return tuple(int(np.clip(c + rng.normal(0, amt), 0, 255)) for c in rgb)
 
 def _background(w, h, rng):
@@ -60,7 +60,7 @@ def _background(w, h, rng):
     arr = np.asarray(img).astype(np.float32) + rng.normal(0, 8, (h, w, 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
-# %% ../nbs/00_data.ipynb #e50d054f
+# %% ../nbs/00_data.ipynb #1bbbc4ca
 def _draw_pet(spec, W, rng):
     "Draw one pet `W` px wide; returns its colour image and its mask."
     aspect = spec['aspect'] * rng.uniform(0.95, 1.05)
@@ -114,7 +114,7 @@ def _draw_pet(spec, W, rng):
     for ex in (hx-0.35*hr, hx+0.35*hr): cd.ellipse([ex-0.1*hr, hy-0.25*hr, ex+0.1*hr, hy-0.05*hr], fill=(20,20,20))
     return col, m.filter(ImageFilter.GaussianBlur(0.6))
 
-# %% ../nbs/00_data.ipynb #6721a969
+# %% ../nbs/00_data.ipynb #bff8087a
 def make_pet_image(breed:str, # a key of `BREEDS`
                    seed:int=42, # dataset seed
                    i:int=0, # image index; with `seed`, fixes every random choice
@@ -135,14 +135,14 @@ def make_pet_image(breed:str, # a key of `BREEDS`
     bb = m.getbbox()
     return img, (x+bb[0], y+bb[1], x+bb[2], y+bb[3])
 
-# %% ../nbs/00_data.ipynb #7b060ce8
+# %% ../nbs/00_data.ipynb #17b79338
 DATA_VERSION = 1  # bump when the drawing code changes, so old caches are not reused
 
 def cache_dir()->Path:
     "Where the course keeps generated data and trained models (`$IMGCLS_COURSE_DATA` or `~/.cache/imgcls_course`)."
     return Path(os.environ.get('IMGCLS_COURSE_DATA', Path.home()/'.cache'/'imgcls_course')).expanduser()
 
-# %% ../nbs/00_data.ipynb #225c7401
+# %% ../nbs/00_data.ipynb #4618e00e
 def make_pets(dest, # folder to create; must not exist yet
               n:int=1000, # number of images, spread evenly over the breeds
               seed:int=42, # dataset seed
@@ -173,7 +173,7 @@ def make_pets(dest, # folder to create; must not exist yet
         shutil.rmtree(tmp, ignore_errors=True); raise
     return dest
 
-# %% ../nbs/00_data.ipynb #056f6918
+# %% ../nbs/00_data.ipynb #95ca534d
 def pets_path(n:int=1000, # number of images
               seed:int=42, # dataset seed
              )->Path:
@@ -184,13 +184,13 @@ def pets_path(n:int=1000, # number of images
         except FileExistsError: pass   # another process finished it first
     return dest
 
-# %% ../nbs/00_data.ipynb #025fb86d
+# %% ../nbs/00_data.ipynb #582ac242
 def load_boxes(path:Path)->dict:
     "Ground-truth boxes of a synthetic-pets folder: `{file name: (x0,y0,x1,y1)}`."
     with open(Path(path)/'boxes.csv') as f:
         return {r['fname']: tuple(int(r[k]) for k in ('x0','y0','x1','y1')) for r in csv.DictReader(f)}
 
-# %% ../nbs/00_data.ipynb #7884633c
+# %% ../nbs/00_data.ipynb #cf994e30
 def show_pets(path, # a synthetic-pets folder
               breeds=None, # which breeds (default: all)
               ncols:int=6, boxes:bool=True, figsize=None):
@@ -209,7 +209,7 @@ def show_pets(path, # a synthetic-pets folder
     plt.tight_layout()
     return fig
 
-# %% ../nbs/00_data.ipynb #9e426c5b
+# %% ../nbs/00_data.ipynb #178d0bec
 REAL_PHOTOS = ('chelsea', 'coffee', 'astronaut', 'rocket', 'flower', 'china')
 
 def real_photo(name:str # one of `REAL_PHOTOS`
@@ -232,7 +232,7 @@ def real_photos_path()->Path:
             tmp = dest/f'.{n}.tmp.jpg'; real_photo(n).save(tmp, quality=95); tmp.replace(fn)
     return dest
 
-# %% ../nbs/00_data.ipynb #b7ad047e
+# %% ../nbs/00_data.ipynb #7fa03fac
 def oxford_pets_path()->Path:
     "Download (once) and return the real Oxford-IIIT Pets dataset folder; needs internet."
     from fastai.data.external import untar_data, URLs
