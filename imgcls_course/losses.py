@@ -8,11 +8,11 @@ Docs: https://imgcls-course.github.io/imgcls-course/cross_entropy.html.md"""
 __all__ = ['softmax', 'nll_loss', 'logsumexp', 'log_softmax', 'cross_entropy', 'binary_cross_entropy', 'plot_softmax',
            'softmax_explorer']
 
-# %% ../nbs/10_cross_entropy.ipynb #9cd38279
+# %% ../nbs/10_cross_entropy.ipynb #705e0f24
 import torch
 from torch import Tensor
 
-# %% ../nbs/10_cross_entropy.ipynb #7e0668e2
+# %% ../nbs/10_cross_entropy.ipynb #3e4bf294
 def softmax(x:Tensor, # activations (logits)
             dim:int=1, # the class dimension
            )->Tensor: # probabilities: positive, adding up to 1 along `dim`
@@ -20,7 +20,7 @@ def softmax(x:Tensor, # activations (logits)
     e = (x - x.detach().amax(dim, keepdim=True)).exp()
     return e / e.sum(dim, keepdim=True)
 
-# %% ../nbs/10_cross_entropy.ipynb #ab37fe50
+# %% ../nbs/10_cross_entropy.ipynb #367724ad
 def _check_reduction(reduction):
     if reduction not in ('none', 'mean', 'sum'):
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
@@ -64,7 +64,7 @@ def _nll(logp, targ, weight, reduction, ignore_index):
     if reduction == 'none': return loss
     return loss.sum() if reduction == 'sum' else loss.sum() / w.sum()
 
-# %% ../nbs/10_cross_entropy.ipynb #19084cd7
+# %% ../nbs/10_cross_entropy.ipynb #803ab597
 def nll_loss(logp:Tensor, # log-probabilities, shape (N,C) or (N,C,d1,...)
              targ:Tensor, # class indices, shape (N,) or (N,d1,...)
              weight:Tensor=None, # optional weight per class, shape (C,)
@@ -78,7 +78,7 @@ def nll_loss(logp:Tensor, # log-probabilities, shape (N,C) or (N,C,d1,...)
     loss = _nll(logp, targ, _check_weight(weight, logp, 'nll_loss'), reduction, ignore_index)
     return loss[0] if unbatched and reduction == 'none' else loss
 
-# %% ../nbs/10_cross_entropy.ipynb #5ad79f13
+# %% ../nbs/10_cross_entropy.ipynb #fc5b951b
 def logsumexp(x:Tensor, # activations (logits)
               dim:int=1, # dimension to reduce
               keepdim:bool=False, # keep `dim` with size 1?
@@ -96,7 +96,7 @@ def log_softmax(x:Tensor, # activations (logits)
     z = x - x.detach().amax(dim, keepdim=True)
     return z - z.exp().sum(dim, keepdim=True).log()
 
-# %% ../nbs/10_cross_entropy.ipynb #b2b676ab
+# %% ../nbs/10_cross_entropy.ipynb #ed12c660
 def cross_entropy(x:Tensor, # activations (logits), shape (N,C) or (N,C,d1,...)
                   targ:Tensor, # class indices, shape (N,) or (N,d1,...)
                   weight:Tensor=None, # optional weight per class, shape (C,)
@@ -123,7 +123,7 @@ def cross_entropy(x:Tensor, # activations (logits), shape (N,C) or (N,C,d1,...)
         loss = (1 - label_smoothing) * loss + label_smoothing / x.shape[1] * smooth
     return loss[0] if unbatched and reduction == 'none' else loss
 
-# %% ../nbs/10_cross_entropy.ipynb #3534fd27
+# %% ../nbs/10_cross_entropy.ipynb #b7823214
 def binary_cross_entropy(x:Tensor, # activations (logits), any shape
                          targ:Tensor, # targets between 0 and 1 (usually 0/1), same shape as `x`
                          weight:Tensor=None, # optional weight, broadcast to `x`'s shape
@@ -147,7 +147,7 @@ def binary_cross_entropy(x:Tensor, # activations (logits), any shape
     if reduction == 'none': return loss
     return loss.sum() if reduction == 'sum' else loss.mean()
 
-# %% ../nbs/10_cross_entropy.ipynb #e8805b7c
+# %% ../nbs/10_cross_entropy.ipynb #64172594
 def plot_softmax(logits, # activations of one item, a list or a 1D tensor
                  temperature:float=1., # divide the logits by this before softmax
                  target:int=0, # index of the correct class
@@ -165,7 +165,7 @@ def plot_softmax(logits, # activations of one item, a list or a 1D tensor
     ax.set_ylim(0, 1.12); ax.set_title(f'T={temperature:g}   loss={loss:.3f}', fontsize=10)
     return loss
 
-# %% ../nbs/10_cross_entropy.ipynb #2c4bba0a
+# %% ../nbs/10_cross_entropy.ipynb #b45a5f33
 def softmax_explorer(logits=(2., 1., 0.1, -1.), # starting logits, one slider each
                      names=None, # class names (default: 0, 1, ...)
                      target:int=0, # starting target class
