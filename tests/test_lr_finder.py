@@ -1,0 +1,241 @@
+"Our LR range test, suggestion rules and one-cycle schedule against fastai's, on tiny synthetic models."
+import copy, math, warnings
+import numpy as np, pytest, torch, torch.nn as nn
+from fastai.learner import Learner
+from fastai.data.core import DataLoaders
+from fastai.callback.core import Callback
+from fastai.optimizer import Adam, SGD
+from fastai.torch_core import params
+from fastai.callback import schedule as fs
+from imgcls_course.lr_finder import (lr_range_test, lr_find, suggest_lrs, minimum, steep, valley, slide, sched_exp,
+                                     combined_cos, one_cycle_sched, fit_one_cycle, cycle_batches, SmoothLoss, get_hyper)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class ListDL:
+    "A fixed list of batches that fastai's `Learner` iterates like a `DataLoader`."
+    def __init__(self, bs): self.bs = bs
+    def __iter__(self): return iter(self.bs)
+    def __len__(self): return len(self.bs)
+
+
+def tiny_model(seed):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(10, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4))
+
+def split3(m): return [params(m[:2]), params(m[2:5]), params(m[5:])]
+
+def tiny_batches(seed, n=8, bs=16):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(10, 4, generator=g)
+    out = []
+    for _ in range(n):
+        x = torch.randn(bs, 10, generator=g)
+        out.append((x, (x @ w + 0.5*torch.randn(bs, 4, generator=g)).argmax(1)))
+    return out
+
+def tiny_learner(seed, batches, tmp_path, opt_func=Adam):
+    return Learner(DataLoaders(ListDL(batches), ListDL(batches[:1]), path=tmp_path), tiny_model(seed),
+                   loss_func=nn.CrossEntropyLoss(), opt_func=opt_func, splitter=split3)
+
+FUNCS = (minimum, steep, valley, slide)
+FA_FUNCS = (fs.minimum, fs.steep, fs.valley, fs.slide)
+
+
+@pytest.mark.parametrize('seed,num_it,n_batches,opt_func,end_lr', [
+    (0, 100, 8, Adam, 10), (1, 100, 8, Adam, 10), (2, 60, 8, Adam, 10), (3, 100, 8, SGD, 10),
+    (4, 40, 5, Adam, 10),      # the loader is shorter than num_it: several passes
+    (5, 50, 50, Adam, 1e-2),   # never diverges: runs all num_it steps
+    (6, 100, 8, SGD, 100), (7, 30, 8, Adam, 1)])
+def test_lr_find_matches_fastai(seed, num_it, n_batches, opt_func, end_lr, tmp_path):
+    bs = tiny_batches(seed, n_batches)
+    learn = tiny_learner(seed, bs, tmp_path, opt_func)
+    sd0 = copy.deepcopy(learn.model.state_dict())
+    torch.manual_seed(100+seed)
+    with learn.no_bar():
+        fa = learn.lr_find(num_it=num_it, end_lr=end_lr, suggest_funcs=FA_FUNCS, show_plot=False)
+    for k, v in learn.model.state_dict().items(): assert torch.equal(v, sd0[k])   # fastai restored it
+    fa_lrs, fa_losses = learn.recorder.lrs, [float(l) for l in learn.recorder.losses]
+    opt_sd = copy.deepcopy(learn.opt.state_dict())
+    torch.manual_seed(100+seed)
+    r = lr_find(learn.model, bs, learn.loss_func, learn.opt, suggest_funcs=FUNCS, show_plot=False, progress=False,
+                num_it=num_it, end_lr=end_lr)
+    # the same learning rates, exactly; the same number of steps; the same smoothed losses
+    assert r.lrs == fa_lrs
+    assert r.lrs == [sched_exp(1e-7, end_lr, i/num_it) for i in range(len(r.lrs))]
+    assert len(r.losses) == len(fa_losses)
+    np.testing.assert_allclose(r.losses, fa_losses, rtol=1e-5, atol=1e-6)
+    # the same four suggestions
+    assert [v[0] for v in r.suggestions.values()] == list(fa)
+    assert list(r.suggestions) == list(fa._fields)
+    # and we left the model and the optimiser as we found them
+    for k, v in learn.model.state_dict().items(): assert torch.equal(v, sd0[k])
+    assert learn.opt.state_dict()['hypers'] == opt_sd['hypers']
+    if len(r.lrs) < num_it: assert r.stopped_early and r.losses[-1] > 4*min(r.losses)
+
+
+def _fastai_window(lrs, losses, num_it):
+    "fastai's `lr_find` post-processing, copied: window, then cut at the first NaN."
+    lrs, losses = torch.tensor(lrs[num_it//10:-5]), torch.tensor(losses[num_it//10:-5])
+    nan_idxs = torch.nonzero(torch.isnan(losses.view(-1)))
+    if len(nan_idxs) > 0: lrs, losses = lrs[:min(nan_idxs)], losses[:min(nan_idxs)]
+    return lrs, losses
+
+
+def _curve(seed, n):
+    "A noisy LR-finder-like curve: flat, then falling, then exploding."
+    rng = np.random.default_rng(seed)
+    lrs = [sched_exp(1e-7, 10, i/n) for i in range(n)]
+    x = np.linspace(0, 1, n)
+    losses = 2.3 - 1.5/(1+np.exp(-(x-rng.uniform(.3, .6))*rng.uniform(8, 20))) + np.exp((x-rng.uniform(.8, 1.1))*rng.uniform(10, 30))
+    return lrs, list(losses + rng.normal(0, rng.uniform(0.001, 0.05), n))
+
+
+@pytest.mark.parametrize('seed', range(25))
+@pytest.mark.parametrize('n', [30, 100])
+def test_suggestions_match_fastai(seed, n):
+    lrs, losses = _curve(seed, n)
+    ours = suggest_lrs(lrs, losses, n, FUNCS)
+    wl, wloss = _fastai_window(lrs, losses, n)
+    for (name, (v, (x, y))), f in zip(ours.items(), FA_FUNCS):
+        fv, (fx, fy) = f(wl, wloss, n)
+        assert v == fv, name
+        assert x == pytest.approx(float(fx)) and y == pytest.approx(float(fy)), name
+
+
+@pytest.mark.parametrize('seed', range(5))
+def test_nan_cut_like_fastai(seed):
+    lrs, losses = _curve(seed, 100)
+    losses[60:] = [float('nan')]*40
+    ours = suggest_lrs(lrs, losses, 100, FUNCS)
+    wl, wloss = _fastai_window(lrs, losses, 100)
+    assert [v[0] for v in ours.values()] == [f(wl, wloss, 100)[0] for f in FA_FUNCS]
+
+
+def test_inf_losses_are_cut():
+    "fastai only cuts at NaN: with an inf, its `steep` and `slide` point into the diverged region; ours cut at any non-finite loss."
+    lrs, losses = _curve(0, 100)
+    clean = suggest_lrs(lrs, losses[:70] + [float('nan')]*30, 100, FUNCS)
+    ours = suggest_lrs(lrs, losses[:70] + [float('inf')]*30, 100, FUNCS)
+    assert [v[0] for v in ours.values()] == [v[0] for v in clean.values()]
+    assert all(math.isfinite(v[0]) for v in ours.values())
+    wl, wloss = _fastai_window(lrs, losses[:70] + [float('inf')]*30, 100)
+    for f, name in ((fs.steep, 'steep'), (fs.slide, 'slide')):
+        assert f(wl, wloss, 100)[0] != clean[name][0]
+        assert f(wl, wloss, 100)[0] > lrs[69]                     # a learning rate where the loss was inf
+
+
+@pytest.mark.parametrize('n_rec,num_it', [(0, 100), (12, 100), (16, 100), (6, 6)])
+def test_too_few_points(n_rec, num_it):
+    lrs, losses = _curve(0, 100)
+    with pytest.raises(ValueError, match='usable point'): suggest_lrs(lrs[:n_rec], losses[:n_rec], num_it, FUNCS)
+
+
+def test_slide_short_window():
+    "fastai's `slide` needs 16 points (IndexError below); ours narrows its window."
+    lrs, losses = _curve(1, 100)
+    l, s = torch.tensor(lrs[10:22]), torch.tensor(losses[10:22])
+    with pytest.raises(IndexError): fs.slide(l, s, 100)
+    v, _ = slide(l, s, 100)
+    assert float(l.min()) <= v <= float(l.max())
+
+
+class NaNAfter(nn.Module):
+    "A loss that turns NaN from step `k` on (an exploding model, made deterministic)."
+    def __init__(self, k): super().__init__(); self.k, self.n = k, 0
+    def forward(self, out, y):
+        self.n += 1
+        l = nn.functional.cross_entropy(out, y)
+        return l * float('nan') if self.n > self.k else l
+
+
+def test_nan_loss_stops_and_warns(tmp_path):
+    bs = tiny_batches(0)
+    m = tiny_model(0); opt = Adam(split3(m), lr=1e-3)
+    w0 = copy.deepcopy(m.state_dict())
+    r = lr_range_test(m, bs, NaNAfter(40), opt, num_it=100, end_lr=1e-3, progress=False)
+    assert len(r.losses) == 41 and r.stopped_early and math.isnan(r.losses[-1])
+    s = suggest_lrs(r.lrs, r.losses, 100, FUNCS)
+    assert all(math.isfinite(v[0]) for v in s.values())
+    for k, v in m.state_dict().items(): assert torch.equal(v, w0[k])
+    with pytest.warns(UserWarning, match='usable point'):
+        r2 = lr_find(m, bs, NaNAfter(5), opt, num_it=100, show_plot=False, progress=False)
+    assert r2.suggestions == {} and len(r2.lrs) == 6
+
+
+def test_loader_guards():
+    bs = tiny_batches(0, 3)
+    m = tiny_model(0); opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
+    r = lr_range_test(m, bs, nn.CrossEntropyLoss(), opt, num_it=20, end_lr=1e-3, progress=False)
+    assert len(r.lrs) == 20                                     # 3 batches cycled
+    with pytest.raises(ValueError, match='ran out after 3 of 20'):
+        lr_range_test(m, iter(bs), nn.CrossEntropyLoss(), opt, num_it=20, progress=False)
+    with pytest.raises(ValueError, match='ran out after 0'):
+        lr_range_test(m, [], nn.CrossEntropyLoss(), opt, num_it=20, progress=False)
+    assert get_hyper(opt, 'lr') == [1e-3]                       # restored after the failure too
+    assert len(lr_range_test(m, bs, nn.CrossEntropyLoss(), opt, num_it=2, end_lr=1e-3, progress=False).lrs) == 6  # fastai's minimum
+
+
+def test_smooth_loss_matches_fastai():
+    from fastai.learner import AvgSmoothLoss
+    class L_: pass
+    a, b = AvgSmoothLoss(), SmoothLoss()
+    rng = np.random.default_rng(0)
+    for v in rng.uniform(0, 5, 50):
+        l = L_(); l.loss = torch.tensor(v, dtype=torch.float32); a.accumulate(l); b.add(l.loss)
+        assert torch.equal(a.value, b.value)
+
+
+@pytest.mark.parametrize('pct', [0.1, 0.25, 0.3, 0.5, 0.99])
+def test_combined_cos_matches_fastai(pct):
+    ours, fa = combined_cos(pct, 1e-4, 1e-2, 1e-9), fs.combined_cos(pct, 1e-4, 1e-2, 1e-9)
+    for p in np.linspace(0, 1, 501):
+        assert ours(p) == pytest.approx(fa(p), rel=1e-6, abs=1e-15)
+
+
+class RecordAll(Callback):
+    order = 61
+    def before_fit(self): self.lrs, self.mom_log, self.losses = [], [], []
+    def after_batch(self):
+        if not self.training: return
+        self.lrs.append([h['lr'] for h in self.opt.hypers]); self.mom_log.append([h['mom'] for h in self.opt.hypers])
+        self.losses.append(self.learn.loss.item())
+
+
+@pytest.mark.parametrize('n_epoch,lr_max,pct_start,div,div_final,moms', [
+    (2, 1e-2, 0.25, 25., 1e5, None), (3, [1e-4, 1e-3, 1e-2], 0.3, 5., 1e5, None),
+    (1, 3e-3, 0.99, 25., 1e5, None), (2, [1e-3, 2e-3, 5e-3], 0.5, 10., 1e3, (0.9, 0.8, 0.9)),
+    (4, 1e-3, 0.1, 100., 1e6, (0.95, 0.85, 0.9))])
+def test_one_cycle_matches_fastai(n_epoch, lr_max, pct_start, div, div_final, moms, tmp_path):
+    bs = tiny_batches(0, 6)
+    learn = tiny_learner(0, bs[:5], tmp_path)
+    learn.create_opt()
+    sd0, osd0 = copy.deepcopy(learn.model.state_dict()), copy.deepcopy(learn.opt.state_dict())
+    rec = RecordAll()
+    kw = dict(pct_start=pct_start, div=div, div_final=div_final, moms=moms or (0.95, 0.85, 0.95))
+    torch.manual_seed(1)
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(n_epoch, lr_max, cbs=rec, **{**kw, 'moms': moms})
+    # the schedule alone
+    s = one_cycle_sched(n_epoch*5, np.broadcast_to(np.array(lr_max, float), (3,)), **kw)
+    np.testing.assert_allclose(s['lr'], rec.lrs, rtol=1e-6)
+    np.testing.assert_allclose(s['mom'], np.array(rec.mom_log)[:, 0], rtol=1e-6)
+    # and our training loop, with fastai's optimiser, from the same state
+    learn.model.load_state_dict(sd0); learn.opt.load_state_dict(osd0)
+    torch.manual_seed(1)
+    h = fit_one_cycle(learn.model, learn.opt, learn.loss_func, bs[:5], bs[:1], n_epoch, lr_max, progress=False, **kw)
+    np.testing.assert_allclose(h['hps']['lr'], rec.lrs, rtol=1e-6)
+    np.testing.assert_allclose(h['hps']['mom'], rec.mom_log, rtol=1e-6)
+    np.testing.assert_allclose(h['losses'], rec.losses, rtol=1e-4, atol=1e-5)
+
+
+def test_one_cycle_bad_input():
+    with pytest.raises(ValueError, match='pct_start'): one_cycle_sched(10, 1e-3, pct_start=1.)
+    m = tiny_model(0); opt = Adam(split3(m), lr=1e-3)
+    with pytest.raises(ValueError, match='2 learning rates for 3'):
+        fit_one_cycle(m, opt, nn.CrossEntropyLoss(), tiny_batches(0, 2), tiny_batches(0, 1), 1, [1e-3, 1e-2], progress=False)

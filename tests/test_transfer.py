@@ -1,0 +1,184 @@
+"Freezing, slice expansion and `fine_tune` against fastai's, on tiny synthetic models and on the pets learner."
+import copy, warnings
+import numpy as np, pytest, torch, torch.nn as nn
+from fastcore.basics import even_mults as fc_even_mults
+from fastai.learner import Learner
+from fastai.data.core import DataLoaders
+from fastai.callback.core import Callback
+from fastai.optimizer import Adam
+from fastai.torch_core import params
+from imgcls_course.transfer import (even_mults, expand_lr, freeze, unfreeze, freeze_to, norm_params, fine_tune,
+                                    make_opt, lite0_groups, amp_train_step)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+class ListDL:
+    def __init__(self, bs): self.bs = bs
+    def __iter__(self): return iter(self.bs)
+    def __len__(self): return len(self.bs)
+
+
+def tiny_model(seed=0):
+    "Three groups: Linear+BatchNorm, Linear+LayerNorm, a head with a Linear and a BatchNorm."
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(10, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                         nn.Linear(32, 16), nn.LayerNorm(16), nn.ReLU(),
+                         nn.Sequential(nn.Dropout(0.1), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.Linear(8, 4)))
+
+def split3(m): return [params(m[:3]), params(m[3:6]), params(m[6:])]
+
+def tiny_batches(seed, n=6, bs=16):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(10, 4, generator=g)
+    out = []
+    for _ in range(n):
+        x = torch.randn(bs, 10, generator=g)
+        out.append((x, (x @ w).argmax(1)))
+    return out
+
+def tiny_learner(bs, tmp_path, seed=0, **kw):
+    return Learner(DataLoaders(ListDL(bs[:4]), ListDL(bs[4:]), path=tmp_path), tiny_model(seed),
+                   loss_func=nn.CrossEntropyLoss(), splitter=split3, **kw)
+
+def trainable(m): return [n for n, p in m.named_parameters() if p.requires_grad]
+
+
+@pytest.mark.parametrize('n', [1, 2, 3, 5])
+@pytest.mark.parametrize('start,stop', [(1e-6, 1e-4), (1e-5, 1e-3), (2., 32.), (3e-4, 3e-3), (1e-2, 1e-2)])
+def test_even_mults(n, start, stop):
+    assert even_mults(start, stop, n) == fc_even_mults(start, stop, n)
+
+
+def _fastai_lrs(lr, n):
+    o = Adam([[nn.Parameter(torch.zeros(1))] for _ in range(n)], lr=1e-3)
+    o.set_hyper('lr', lr)
+    return [h['lr'] for h in o.hypers]
+
+@pytest.mark.parametrize('n', [1, 2, 3, 5])
+@pytest.mark.parametrize('lr', [slice(1e-5, 1e-3), slice(1e-6, 1e-4), slice(1e-3), slice(None, 3e-3), 2e-3, 'list'])
+def test_expand_lr(n, lr):
+    lr = [1e-4*(i+1) for i in range(n)] if lr == 'list' else lr
+    assert expand_lr(lr, n) == _fastai_lrs(lr, n)
+
+
+def test_expand_lr_bad():
+    with pytest.raises(ValueError, match='2 learning rates for 3'): expand_lr([1e-3, 1e-2], 3)
+    with pytest.raises(ValueError, match='positive'): expand_lr(slice(0, 1e-3), 3)
+    with pytest.raises(ValueError, match='positive'): expand_lr(slice(-1e-4, 1e-3), 3)
+    with pytest.raises(ValueError, match='positive'): expand_lr(slice(1e-4, None), 3)
+    with pytest.raises(AssertionError): _fastai_lrs([1e-3, 1e-2], 3)   # fastai refuses too
+
+
+@pytest.mark.parametrize('train_bn', [True, False])
+@pytest.mark.parametrize('n', [-1, 0, 1, 2, -2])
+def test_freeze_like_fastai(n, train_bn, tmp_path):
+    learn = tiny_learner(tiny_batches(0), tmp_path, train_bn=train_bn)
+    learn.freeze_to(n)
+    ours = tiny_model(0)
+    opt = make_opt(split3(ours))
+    freeze_to(ours, opt, n, train_bn=train_bn)
+    assert trainable(ours) == trainable(learn.model)
+    if n == -1 and train_bn:   # head + the batch-norms of the body, not the LayerNorm... all norm layers
+        assert trainable(ours) == ['1.weight', '1.bias', '4.weight', '4.bias'] + [f'6.{k}' for k in ('1.weight', '1.bias', '2.weight', '2.bias', '3.weight', '3.bias')]
+
+
+def test_freeze_guards():
+    m = tiny_model(0)
+    with pytest.raises(ValueError, match='two parameter groups'): freeze(m, make_opt([list(m.parameters())]))
+    opt = make_opt(split3(m))
+    with pytest.warns(UserWarning, match='whole model is frozen'): freeze_to(m, opt, 3, train_bn=False)
+    assert trainable(m) == []
+    unfreeze(m, opt); assert len(trainable(m)) == len(list(m.parameters()))
+
+
+def test_freeze_clears_optimizer_state():
+    m = tiny_model(0); opt = make_opt(split3(m))
+    x, y = tiny_batches(0, 1)[0]
+    nn.functional.cross_entropy(m(x), y).backward(); opt.step()
+    assert len(opt.state) > 0
+    freeze(m, opt); assert len(opt.state) == 0
+
+
+def test_freeze_pets_learner():
+    "The real learner: our split and freeze leave exactly what fastai's frozen learner leaves trainable."
+    from imgcls_course.models import pets_dls, pets_learner
+    learn = pets_learner(pets_dls(size=32, bs=8))
+    ours = copy.deepcopy(learn.model)
+    for p in ours.parameters(): p.requires_grad_(True)
+    opt = make_opt(lite0_groups(ours))
+    freeze(ours, opt)
+    assert trainable(ours) == trainable(learn.model)
+    body = [n for n in trainable(ours) if n.startswith('0.')]
+    assert len(body) == len(norm_params(ours[0])) > 0
+    learn.unfreeze(); unfreeze(ours, opt)
+    assert trainable(ours) == trainable(learn.model)
+    learn.create_opt()
+    assert [[id(p) for p in g] for g in lite0_groups(learn.model)] == [[id(p) for p in g] for g in learn.opt.param_lists]
+
+
+class RecordAll(Callback):
+    order = 61
+    def before_fit(self):
+        if not hasattr(self, 'lrs'): self.lrs, self.mom_log, self.losses, self.n_train = [], [], [], []
+    def after_batch(self):
+        if not self.training: return
+        self.lrs.append([h['lr'] for h in self.opt.hypers]); self.mom_log.append([h['mom'] for h in self.opt.hypers])
+        self.losses.append(self.learn.loss.item())
+        self.n_train.append(sum(p.requires_grad for p in self.model.parameters()))
+
+
+@pytest.mark.parametrize('kw', [dict(epochs=1), dict(epochs=2, base_lr=1e-2),
+                                dict(epochs=3, base_lr=5e-3, freeze_epochs=2, lr_mult=10, pct_start=0.2, div=10.),
+                                dict(epochs=1, base_lr=1e-3, freeze_epochs=1, lr_mult=1000)])
+def test_fine_tune_like_fastai(kw, tmp_path):
+    bs = tiny_batches(1)
+    learn = tiny_learner(bs, tmp_path)
+    rec = RecordAll()
+    torch.manual_seed(3)
+    with learn.no_bar(), learn.no_logging(): learn.fine_tune(**kw, cbs=rec)
+    def ours(opt_maker):
+        learn2 = tiny_learner(bs, tmp_path); m = learn2.model
+        learn2.create_opt()
+        opt = learn2.opt if opt_maker == 'fastai' else make_opt(split3(m))
+        torch.manual_seed(3)
+        h = fine_tune(m, opt, nn.CrossEntropyLoss(), bs[:4], bs[4:], progress=False, **kw)
+        return [h[k][q] for q in ('hps', 'losses') for k in ('frozen', 'unfrozen')], m
+    for opt_maker in ('fastai', 'torch'):
+        (hp1, hp2, l1, l2), m = ours(opt_maker)
+        lrs, moms = np.array(hp1['lr'] + hp2['lr']), np.array(hp1['mom'] + hp2['mom'])
+        assert lrs.shape == np.array(rec.lrs).shape
+        np.testing.assert_allclose(lrs, rec.lrs, rtol=1e-6)
+        np.testing.assert_allclose(moms, rec.mom_log, rtol=1e-6)
+        n_frozen = 4*kw.get('freeze_epochs', 1)
+        # phase 1: the head (6 tensors) + the body's BatchNorm and LayerNorm (4); phase 2: all 14
+        assert rec.n_train == [10]*n_frozen + [14]*(len(rec.lrs)-n_frozen)
+        if opt_maker == 'fastai':   # with the same optimiser, the same training
+            np.testing.assert_allclose(l1 + l2, rec.losses, rtol=1e-4, atol=1e-5)
+        assert len(trainable(m)) == 14
+
+
+def test_fine_tune_phase_lrs():
+    "The documented defaults: phase 1 peaks at [2e-4, 2e-4, 2e-3], phase 2 at [1e-5, 1e-4, 1e-3] (div 5)."
+    m = tiny_model(0); opt = make_opt(split3(m))
+    h = fine_tune(m, opt, nn.CrossEntropyLoss(), tiny_batches(0, 4), tiny_batches(1, 1), 1, progress=False)
+    p1, p2 = np.array(h['frozen']['hps']['lr']), np.array(h['unfrozen']['hps']['lr'])
+    np.testing.assert_allclose(p1[0], np.array([2e-4, 2e-4, 2e-3])/25)
+    np.testing.assert_allclose(p2[0], np.array([1e-5, 1e-4, 1e-3])/5)
+
+
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_amp_train_step_cpu(dtype):
+    m = tiny_model(0); opt = make_opt(split3(m)); w0 = m[0].weight.clone()
+    scaler = torch.amp.GradScaler('cpu') if dtype == torch.float16 else None
+    x, y = tiny_batches(0, 1)[0]
+    l32 = nn.functional.cross_entropy(m.eval()(x), y).item(); m.train()
+    loss = amp_train_step(m, (x, y), nn.CrossEntropyLoss(), opt, dtype=dtype, scaler=scaler)
+    assert loss.dtype == torch.float32 and abs(loss.item() - l32) < 0.2
+    assert not torch.equal(m[0].weight, w0)
+    if scaler is not None: assert scaler.get_scale() > 1
