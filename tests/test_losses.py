@@ -22,6 +22,7 @@ SEEDS = range(8)
 # (C,) unbatched, (N,C), and (N,C,d1,...) with one to three extra dimensions
 SHAPES = [(7,), (8, 5), (16, 37), (4, 3, 5), (2, 6, 3, 4), (2, 4, 2, 3, 2)]
 REDUCTIONS = ['none', 'mean', 'sum']
+SMOOTHING = [0., 0.1, 0.5, 1.]
 
 def make(seed, shape, scale=3., dtype=torch.float32, ignore=False):
     "Seeded logits of `shape`, class-index targets (every third one ignored if `ignore`) and class weights."
@@ -96,12 +97,14 @@ def test_nll_loss(shape, reduction, use_weight, ignore):
 
 # ---------------------------------------------------------------------------------------- cross_entropy
 @pytest.mark.parametrize('ignore', [False, True])
-@pytest.mark.parametrize('smoothing', [0., 0.1, 0.5, 1.])
+@pytest.mark.parametrize('smoothing', SMOOTHING)
 @pytest.mark.parametrize('use_weight', [False, True])
 @pytest.mark.parametrize('reduction', REDUCTIONS)
 @pytest.mark.parametrize('shape', SHAPES)
 def test_cross_entropy(shape, reduction, use_weight, smoothing, ignore):
-    for seed in SEEDS:
+    # 288 combinations x 4 seeds; each combination draws its own seeds, so ~1,150 different inputs in all
+    base = 100 * (SHAPES.index(shape) * 48 + REDUCTIONS.index(reduction) * 16 + use_weight * 8 + SMOOTHING.index(smoothing) * 2 + ignore)
+    for seed in range(base, base + 4):
         x, t, w = make(seed, shape, ignore=ignore)
         w = w if use_weight else None
         compare(lambda x: cross_entropy(x, t, w, reduction, smoothing),
@@ -242,7 +245,7 @@ def test_summary_of_differences():
         (va, vr), (ga, gr) = res
         o = rows.get(name, (0., 0., 0., 0.))
         rows[name] = (max(o[0], va), max(o[1], vr), max(o[2], ga), max(o[3], gr))
-    for seed, shape, scale in itertools.product(range(4), SHAPES, [3., 1e4]):
+    for seed, shape, scale in itertools.product(range(3), SHAPES, [3., 1e4]):
         x, t, w = make(seed, shape, scale=scale, ignore=True)
         d, g, tag = cdim(shape), upstream(shape, seed), f" |x|~{scale:g}"
         add('softmax' + tag, compare(lambda x: softmax(x, d), lambda x: F.softmax(x, d), x, g))
