@@ -107,7 +107,7 @@ def _interior(out_ones):
 
 def _err(out, ref, m): return (out.reshape(m.shape) - ref.reshape(m.shape))[m].abs().max()
 
-@pytest.mark.parametrize('seed', range(4))
+@pytest.mark.parametrize('seed', range(3))
 def test_benchmark_geometries(seed):
     "On a linear ramp, each pipeline's output equals its reference rendered from the original: the geometry maps are right."
     torch.manual_seed(seed)
@@ -120,18 +120,18 @@ def test_benchmark_geometries(seed):
         big = _t(im.resize((P, P), Image.BILINEAR, box=box))
         ones = torch.ones(1, 1, P, P)
         # ours
-        ref = render_reference(orig, box_mat(box, (W0, H0)) @ presize_matrix(p, (P, P), (S, S)), S, ss=4, pad_mode='zeros')
+        ref = render_reference(orig, box_mat(box, (W0, H0)) @ presize_matrix(p, (P, P), (S, S)), S, ss=2, pad_mode='zeros')
         m = _interior(presize_batch(ones, S, p, pad_mode='zeros'))
         assert m.float().mean() > 0.3
         assert _err(presize_batch(big, S, p), ref, m) < 2e-3
         # fastai
-        ref = render_reference(orig, box_mat(box, (W0, H0), P) @ fastai_matrix(p, 0, P), S, ss=4, grid_align=True)
+        ref = render_reference(orig, box_mat(box, (W0, H0), P) @ fastai_matrix(p, 0, P), S, ss=2, grid_align=True)
         m = _interior(fastai_augment(ones, p, S, pad_mode='zeros'))
         assert _err(fastai_augment(big, p, S), ref, m) < 2e-3
         # naive
         sub = crop_subbox(box, p['scale'][0], p['tx'][0], p['ty'][0])
         small = _t(im.resize((S, S), Image.BILINEAR, box=sub))
-        ref = render_reference(orig, box_mat(sub, (W0, H0)) @ presize_matrix(_nocrop(p), (S, S), (S, S)), S, ss=4)
+        ref = render_reference(orig, box_mat(sub, (W0, H0)) @ presize_matrix(_nocrop(p), (S, S), (S, S)), S, ss=2)
         m = _interior(naive_augment(torch.ones(1, 1, S, S), p, pad_mode='zeros'))
         assert _err(naive_augment(small, p), ref, m) < 2e-3
 
@@ -142,7 +142,7 @@ def test_wrong_geometry_is_caught():
     p = draw_params(1, p_affine=1.); q = {**p, 'tx': 1-p['tx']}
     box = crop_box(W0, H0, P)
     big = _t(im.resize((P, P), Image.BILINEAR, box=box))
-    ref = render_reference(_t(im)[0], box_mat(box, (W0, H0)) @ presize_matrix(q, (P, P), (S, S)), S, ss=4)
+    ref = render_reference(_t(im)[0], box_mat(box, (W0, H0)) @ presize_matrix(q, (P, P), (S, S)), S, ss=2)
     assert (presize_batch(big, S, p) - ref).abs().max() > 0.02
 
 def test_psnr():
@@ -206,6 +206,7 @@ def bad_dir(tmp_path_factory):
     a = np.zeros((30, 40, 4), np.uint8); a[..., 2] = 255; a[:, :20, 3] = 255; Image.fromarray(a).save(d/'rgba.png')
     Image.new('CMYK', (40, 30), (0, 255, 255, 0)).save(d/'cmyk.jpg')
     Image.fromarray(np.full((30, 40), 65535, np.uint16)).save(d/'gray16.png')
+    Image.fromarray(np.full((30, 40), 200, np.uint16)).save(d/'dark16.png')
     cv2.imwrite(str(d/'rgb16.png'), np.dstack([np.full((30, 40), v, np.uint16) for v in (0, 32896, 65535)]))  # BGR
     Image.fromarray(np.full((30, 40), 0.5, np.float32), 'F').save(d/'float.tif')
     Image.new('RGB', (1, 1), (1, 2, 3)).save(d/'one_pixel.png')
@@ -220,7 +221,7 @@ def bad_dir(tmp_path_factory):
 
 GOOD = {'gray.jpg': None, 'gray_alpha.png': (100, 100, 100), 'palette.png': (10, 200, 30),
         'palette_transparent.png': (255, 255, 255), 'rgba.png': (0, 0, 255), 'cmyk.jpg': None,
-        'gray16.png': (255, 255, 255), 'rgb16.png': (255, 128, 0), 'float.tif': (128, 128, 128),
+        'gray16.png': (255, 255, 255), 'dark16.png': (1, 1, 1), 'rgb16.png': (255, 128, 0), 'float.tif': (128, 128, 128),
         'one_pixel.png': (1, 2, 3), 'huge.jpg': None, 'ok.jpg': None, 'ok.png': None}
 BAD = ['bomb.png', 'truncated.jpg', 'truncated.png', 'empty.jpg', 'text.jpg']
 
