@@ -1,0 +1,144 @@
+"Cross-checks of `imgcls_course.practical` against scikit-learn and torch, on many seeds, plus bad inputs."
+import numpy as np, pytest, torch, torch.nn as nn
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.model_selection import train_test_split
+from sklearn.utils.class_weight import compute_class_weight
+from imgcls_course.practical import (class_weights, oversampling_sampler, confusion, recall_precision, stratified_split,
+                                     group_split, random_split, consecutive_split, activation_memory, max_batch_size,
+                                     shift_images, make_signs, augment_batch, sign_cnn, predict, normalize, SIGN_CLASSES)
+
+torch.set_num_threads(1)
+
+def _imbalanced(seed, n=300, k=6):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.full(k, 0.7)); p = 0.02 + p; p /= p.sum()
+    y = rng.choice(k, n, p=p)
+    y[:k] = np.arange(k)   # every class present
+    return rng.permutation(y)
+
+@pytest.mark.parametrize('seed', range(10))
+def test_class_weights_match_sklearn(seed):
+    y = _imbalanced(seed)
+    np.testing.assert_allclose(class_weights(y).numpy(), compute_class_weight('balanced', classes=np.unique(y), y=y), rtol=1e-6)
+
+def test_class_weights_missing_class():
+    with pytest.raises(ValueError, match='no examples'): class_weights([0, 2, 2])
+
+@pytest.mark.parametrize('seed', range(5))
+def test_oversampling_draws_classes_evenly(seed):
+    y = _imbalanced(seed)
+    draws = np.bincount(y[list(oversampling_sampler(y, num_samples=30000, seed=seed))], minlength=6)/30000
+    np.testing.assert_allclose(draws, np.full(6, 1/6), atol=0.015)
+    # reproducible for a given seed
+    assert list(oversampling_sampler(y, seed=seed)) == list(oversampling_sampler(y, seed=seed))
+
+@pytest.mark.parametrize('seed', range(10))
+def test_confusion_and_recall_precision_match_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    yt = rng.integers(0, 7, 250)
+    yp = np.where(rng.random(250) < 0.6, yt, rng.integers(0, 7, 250))
+    yp[yp == 6] = 5                                     # class 6 is never predicted: precision undefined -> 0
+    cm = confusion(yt, yp, 7)
+    np.testing.assert_array_equal(cm, confusion_matrix(yt, yp, labels=range(7)))
+    p, r, _, s = precision_recall_fscore_support(yt, yp, labels=range(7), zero_division=0)
+    rp = recall_precision(cm)
+    np.testing.assert_allclose(rp.recall.values, r); np.testing.assert_allclose(rp.precision.values, p)
+    np.testing.assert_array_equal(rp.support.values, s)
+
+def test_confusion_bad_shapes():
+    with pytest.raises(ValueError, match='differ'): confusion([0, 1, 2], [0, 1])
+
+@pytest.mark.parametrize('seed', range(10))
+@pytest.mark.parametrize('pct', [0.2, 0.25])
+def test_stratified_split_matches_sklearn_class_counts(seed, pct):
+    y = _imbalanced(seed, n=200)
+    tr, va = stratified_split(y, pct, seed=seed)
+    assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == len(y)
+    _, sk_va = train_test_split(np.arange(len(y)), test_size=pct, stratify=y, random_state=seed)
+    assert np.abs(np.bincount(y[va], minlength=6) - np.bincount(y[sk_va], minlength=6)).max() <= 1
+    # every class keeps its share within rounding
+    assert np.all(np.abs(np.bincount(y[va], minlength=6) - pct*np.bincount(y, minlength=6)) <= 0.5 + 1e-9)
+
+@pytest.mark.parametrize('seed', range(10))
+def test_group_split_never_shares_a_group(seed):
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 40, 300)
+    tr, va = group_split(groups, 0.25, seed=seed)
+    assert len(np.intersect1d(groups[tr], groups[va])) == 0
+    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(300))
+    assert len(np.unique(groups[va])) == round(0.25*len(np.unique(groups)))
+
+@pytest.mark.parametrize('f', [lambda: group_split([1, 1, 1]), lambda: group_split([0, 1], valid_pct=1.5),
+                               lambda: stratified_split([0, 1], valid_pct=0), lambda: random_split(10, 1.0),
+                               lambda: consecutive_split(10, -0.1)])
+def test_split_bad_inputs(f):
+    with pytest.raises(ValueError): f()
+
+def test_consecutive_split_takes_the_tail():
+    tr, va = consecutive_split(100, 0.2)
+    assert tr.tolist() == list(range(80)) and va.tolist() == list(range(80, 100))
+
+@pytest.mark.parametrize('shape', [(1, 3, 8, 8), (3, 3, 16, 12), (2, 3, 5, 7)])
+def test_activation_memory_of_a_conv_is_exact(shape):
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    r = activation_memory(conv, shape)
+    n, _, h, w = shape
+    assert r['params'] == 3*4*9 + 4 and r['state_bytes'] == 16*r['params']
+    assert r['output_bytes'] == n*4*h*w*4
+    assert r['saved_bytes'] == n*3*h*w*4   # conv saves its input (the weight is a parameter, not counted)
+
+def test_activation_memory_linear_in_batch_and_quadratic_in_size():
+    body = sign_cnn(size=64)[:4]   # the conv blocks accept any size divisible by 16
+    def saved(bs, px): return activation_memory(body, (bs, 3, px, px))['saved_bytes']
+    # saved = per_image*bs + a few per-channel batch-norm statistics that do not depend on the batch
+    per64, per32 = saved(4, 64) - saved(2, 64), saved(4, 32) - saved(2, 32)
+    assert saved(6, 64) - saved(4, 64) == per64           # exactly linear in the batch size
+    assert per64 == 4*per32                                # exactly proportional to the pixels
+    assert saved(2, 64) - per64 < 0.01*saved(2, 64)        # the constant part is negligible
+
+def test_activation_memory_restores_model():
+    m = sign_cnn().eval()
+    activation_memory(m, (2, 3, 32, 32))
+    assert not m.training
+    assert all(len(o._forward_hooks) == 0 for o in m.modules())
+
+def test_max_batch_size():
+    m = sign_cnn()
+    r = activation_memory(m, (2, 3, 32, 32))
+    per = r['saved_bytes']/2*1.5
+    for k in (1, 7, 33, 200):
+        budget = r['state_bytes'] + k*per + 1
+        assert max_batch_size(m, (3, 32, 32), budget, pow2=False) == k
+        assert max_batch_size(m, (3, 32, 32), budget) == 2**int(np.log2(k))
+    with pytest.raises(ValueError, match='Not even one'): max_batch_size(m, (3, 32, 32), r['state_bytes'])
+
+def test_shift_images():
+    x, _, _ = make_signs(3, 1, seed=0)
+    for k in ('dark', 'bright', 'blur', 'lowres', 'crop'):
+        y = shift_images(x, k); assert y.shape == x.shape and y.dtype == torch.uint8
+    with pytest.raises(ValueError, match='Unknown shift'): shift_images(x, 'rain')
+
+def test_make_signs():
+    x, y, g = make_signs(12, 2, size=32, seed=7, classes=[3, 5])
+    assert x.shape == (24, 3, 32, 32) and set(y.tolist()) == {3, 5} and g.max() == 11
+    assert torch.equal(x, make_signs(12, 2, size=32, seed=7, classes=[3, 5])[0])
+    assert not torch.equal(x, make_signs(12, 2, size=32, seed=8, classes=[3, 5])[0])
+    for bad in (dict(classes=[len(SIGN_CLASSES)]), dict(classes=[]), dict(n_tracks=0)):
+        with pytest.raises(ValueError): make_signs(**bad)
+
+def test_augment_batch_identity_and_randomness():
+    x = torch.randn(5, 3, 16, 16)
+    torch.testing.assert_close(augment_batch(x, rot=0, zoom=0, shift=0, light=0, contrast=0), x, atol=1e-5, rtol=0)
+    assert (augment_batch(x) - x).abs().mean() > 0.05
+
+def test_predict_train_mode_leaves_model_alone():
+    m = sign_cnn()
+    x = normalize(make_signs(4, 2, seed=1)[0])
+    bn = [o for o in m.modules() if isinstance(o, nn.BatchNorm2d)][0]
+    before = bn.running_mean.clone()
+    m.train()
+    p = predict(m, x, train_mode=True)
+    assert torch.equal(bn.running_mean, before) and m.training
+    torch.testing.assert_close(p.sum(1), torch.ones(len(x)))
+    m.eval(); q1, q2 = predict(m, x), predict(m, x)
+    assert torch.equal(q1, q2) and not m.training
