@@ -9,23 +9,23 @@ __all__ = ['EASY_BREEDS', 'GlooDistributedDL', 'CPUDistributedTrainer', 'distrib
            'ItemLogCallback', 'pets_subset', 'shard_dls', 'tiny_cnn', 'train_shards', 'free_port', 'launch_cmd',
            'launch', 'main']
 
-# %% ../nbs/71_distributed.ipynb #a4d924b2
+# %% ../nbs/71_distributed.ipynb #89d71fc5
 import os, sys, json, time, socket, argparse, subprocess, warnings
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import torch, torch.nn as nn, torch.distributed as dist
 from fastcore.basics import ifnone
-from fastai.torch_core import set_seed, rank_distrib, num_distrib, distrib_barrier
+from fastai.torch_core import set_seed, rank_distrib, num_distrib
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr,
-                               Resize, aug_transforms, error_rate, Learner, Datasets, CrossEntropyLossFlat, accuracy)
+                               Resize, aug_transforms, error_rate, Learner)
 from fastai.layers import ConvLayer, Flatten
 from .data import pets_path, PETS_RE
 
-# %% ../nbs/71_distributed.ipynb #9142cc1a
+# %% ../nbs/71_distributed.ipynb #17b27998
 class GlooDistributedDL(DistributedDL):
     "fastai's `DistributedDL`, broadcasting the item order on the CPU when the backend is gloo."
     def _broadcast(self, t, rank):
@@ -34,13 +34,13 @@ class GlooDistributedDL(DistributedDL):
         dist.broadcast(t, rank)
         return t.tolist()
 
-# %% ../nbs/71_distributed.ipynb #aba790f7
+# %% ../nbs/71_distributed.ipynb #078000a1
 class CPUDistributedTrainer(DistributedTrainer):
     "fastai's `DistributedTrainer` for CPU processes: Accelerate told `cpu=True`, no `SyncBatchNorm`, `GlooDistributedDL`."
     def __init__(self, **kwargs): super().__init__(sync_bn=False, cpu=True, **kwargs)
     def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else GlooDistributedDL(dl, device='cpu')
 
-# %% ../nbs/71_distributed.ipynb #0f51b7fc
+# %% ../nbs/71_distributed.ipynb #18a22059
 @contextmanager
 def distrib_ctx_cpu(learn:Learner, # the learner to train in several CPU processes
                     **kwargs): # passed to `Accelerator`
@@ -61,7 +61,7 @@ def auto_distrib_ctx(learn:Learner, # the learner
     if ifnone(cpu, not torch.cuda.is_available()): return distrib_ctx_cpu(learn, **kwargs)
     return learn.distrib_ctx(**kwargs)
 
-# %% ../nbs/71_distributed.ipynb #7c720c1f
+# %% ../nbs/71_distributed.ipynb #eb5ea705
 class ItemLog:
     "A `get_x` that returns its item unchanged and records its name under the current `tag`."
     def __init__(self): self.tag, self.seen = None, {}
@@ -77,7 +77,7 @@ class ItemLogCallback(Callback):
     def before_validate(self): self.log.tag = f'fit{self.n_fit}/valid/epoch{self.epoch}'
     def after_fit(self): self.log.tag, self.n_fit = None, self.n_fit+1
 
-# %% ../nbs/71_distributed.ipynb #c6781ce3
+# %% ../nbs/71_distributed.ipynb #1969382b
 EASY_BREEDS = ['Bengal', 'Russian_Blue', 'Siamese', 'beagle', 'pug', 'samoyed']
 
 def pets_subset(n_per_breed:int=30, # images per breed
@@ -88,7 +88,7 @@ def pets_subset(n_per_breed:int=30, # images per breed
     ims = pets_path(n=n, seed=seed)/'images'
     return [ims/f'{b}_{i}.jpg' for b in (breeds or EASY_BREEDS) for i in range(1, n_per_breed+1)]
 
-# %% ../nbs/71_distributed.ipynb #a871ee0a
+# %% ../nbs/71_distributed.ipynb #ac8c8681
 def shard_dls(files:list, # the image files
               log:ItemLog=None, # records what this process loads
               size:int=32, # final image size
@@ -109,7 +109,7 @@ def tiny_cnn(n_out:int, # number of classes
     return nn.Sequential(ConvLayer(3, nf//2, stride=2), ConvLayer(nf//2, nf, stride=2), ConvLayer(nf, 2*nf, stride=2),
                          nn.AdaptiveAvgPool2d(1), Flatten(), nn.Linear(2*nf, n_out))
 
-# %% ../nbs/71_distributed.ipynb #bd96574e
+# %% ../nbs/71_distributed.ipynb #a39f887c
 class _ModelType(Callback):
     "Note the class of the model that the training loop actually calls."
     order = 90
@@ -139,7 +139,7 @@ def train_shards(out:Path, # folder for `rank{r}.json`
     (out/f'rank{res["rank"]}.json').write_text(json.dumps(res))
     return res
 
-# %% ../nbs/71_distributed.ipynb #60792d21
+# %% ../nbs/71_distributed.ipynb #91179ad1
 def free_port()->int:
     "A TCP port that is free on this machine right now."
     with socket.socket() as s:
@@ -160,7 +160,7 @@ def launch_cmd(nproc:int, # number of processes
             '--mixed_precision', 'no', '--dynamo_backend', 'no', '--main_process_port', str(port),
             '-m', 'imgcls_course.distributed']
 
-# %% ../nbs/71_distributed.ipynb #703cc632
+# %% ../nbs/71_distributed.ipynb #665190bc
 def launch(nproc:int, # number of processes
            out:Path, # folder for the ranks' results
            launcher:str='torchrun', # 'torchrun' or 'accelerate'
