@@ -11,7 +11,7 @@ __all__ = ['MAX_PIXELS', 'ImageReadError', 'open_rgb', 'verify_images', 'PILImag
            'PresizeAug', 'box_mat', 'render_reference', 'psnr', 'fastai_crop', 'fastai_augment', 'fastai_matrix',
            'as_fastai_crop']
 
-# %% ../nbs/20_presizing.ipynb #f5a7b599
+# %% ../nbs/20_presizing.ipynb #31fb23be
 import math, random, warnings
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 from pathlib import Path
@@ -23,7 +23,7 @@ from fastai.torch_core import TensorImage, TensorMask
 from fastai.vision.core import PILBase, PILImage, PILMask, TensorPoint, TensorBBox
 from fastai.vision.augment import RandTransform
 
-# %% ../nbs/20_presizing.ipynb #4f39568b
+# %% ../nbs/20_presizing.ipynb #0ae408e5
 MAX_PIXELS = 100_000_000
 
 class ImageReadError(ValueError):
@@ -61,7 +61,7 @@ def open_rgb(fn, # an image file
         im = Image.alpha_composite(Image.new('RGBA', im.size, tuple(bg)+(255,)), im)
     return im.convert('RGB')
 
-# %% ../nbs/20_presizing.ipynb #50631393
+# %% ../nbs/20_presizing.ipynb #ed7010ce
 def verify_images(files, # image files (paths)
                   max_pixels:int=MAX_PIXELS, # see `open_rgb`
                   show_progress:bool=False,
@@ -81,7 +81,7 @@ class PILImageRGB(PILImage):
         if isinstance(fn, (str, Path)): return cls(open_rgb(fn))
         return super().create(fn, **kwargs)
 
-# %% ../nbs/20_presizing.ipynb #54e02980
+# %% ../nbs/20_presizing.ipynb #f421fcff
 def _wh(size): return (size, size) if isinstance(size, int) else (size[1], size[0])   # (h,w) -> (w,h)
 
 def crop_box(w:int, h:int, # image size
@@ -95,7 +95,7 @@ def crop_box(w:int, h:int, # image size
     x0, y0 = (w-cw)*pcts[0], (h-ch)*pcts[1]
     return (x0, y0, x0+cw, y0+ch)
 
-# %% ../nbs/20_presizing.ipynb #d12e8678
+# %% ../nbs/20_presizing.ipynb #778f91b4
 def _pad_np(a, top, bot, left, right, pad_mode):
     pw = ((top, bot), (left, right)) + (((0,0),) if a.ndim == 3 else ())
     if pad_mode == 'zeros': return np.pad(a, pw, mode='constant')
@@ -120,7 +120,7 @@ def presize_item(img:Image.Image, # a PIL image
     left, top = (tw-nw)//2, (th-nh)//2
     return Image.fromarray(_pad_np(a, top, th-nh-top, left, tw-nw-left, pad_mode), img.mode)
 
-# %% ../nbs/20_presizing.ipynb #48a3e9fa
+# %% ../nbs/20_presizing.ipynb #4b46a520
 class PresizeItem(RandTransform):
     "Presizing's item step for a `DataBlock`: random crop position on the training set, centre on validation."
     split_idx, order = None, 1
@@ -139,7 +139,7 @@ class PresizeItem(RandTransform):
         res = presize_item(x, self.size, self.method, self.pcts, self.pad_mode, rs)
         return type(x)(res) if isinstance(x, PILBase) else res
 
-# %% ../nbs/20_presizing.ipynb #7de8c5f4
+# %% ../nbs/20_presizing.ipynb #0ecbe95d
 def _hw(size): return (size, size) if isinstance(size, int) else tuple(size)
 
 def draw_params(n:int, # batch size
@@ -170,7 +170,7 @@ def identity_params(n:int)->dict:
     z, o, h = torch.zeros(n), torch.ones(n), torch.full((n,), 0.5)
     return dict(flip=torch.zeros(n, dtype=torch.bool), angle=z, zoom=o, zx=h, zy=h, wx=z, wy=z, scale=o, tx=h, ty=h)
 
-# %% ../nbs/20_presizing.ipynb #ed83df09
+# %% ../nbs/20_presizing.ipynb #4c2046f7
 def _mat(a, b, c, d, e, f):
     "Batch of 3x3 matrices [[a,b,c],[d,e,f],[0,0,1]]."
     a = torch.as_tensor(a, dtype=torch.float64).reshape(-1); n = a.shape[0]
@@ -231,7 +231,7 @@ def warp_mat(wx, wy, # (n,) warp magnitudes, as drawn by fastai's `Warp`
     h8 = torch.linalg.solve(A, torch.cat([X, Y], 1))
     return torch.cat([h8, torch.ones(n, 1, dtype=torch.float64)], 1).view(n, 3, 3)
 
-# %% ../nbs/20_presizing.ipynb #f411ff0f
+# %% ../nbs/20_presizing.ipynb #b4f4cdaa
 def presize_matrix(params:dict, # from `draw_params` or `identity_params`
                    in_hw:tuple, # (h,w) of the presized batch
                    out_hw:tuple, # (h,w) of the output
@@ -241,7 +241,7 @@ def presize_matrix(params:dict, # from `draw_params` or `identity_params`
     return (warp_mat(p['wx'], p['wy']) @ flip_mat(p['flip']) @ rotate_mat(p['angle'], in_hw)
             @ zoom_mat(p['zoom'], p['zx'], p['zy']) @ crop_mat(p['scale'], p['tx'], p['ty'], in_hw, out_hw))
 
-# %% ../nbs/20_presizing.ipynb #507ac05b
+# %% ../nbs/20_presizing.ipynb #195244a3
 def _axis(n, ss, align_corners, device, dtype):
     "Normalised coordinates of the centres of `ss` sub-pixels in each of `n` output pixels."
     p = torch.arange(n*ss, device=device, dtype=dtype)/ss + (0.5/ss - 0.5)  # in output-pixel units
@@ -291,7 +291,7 @@ def presize_batch(x:torch.Tensor, # float batch (n,c,h,w), on any device
     y = F.grid_sample(x, grid, mode=mode, padding_mode=pad_mode, align_corners=align_corners)
     return F.avg_pool2d(y, ss) if ss > 1 else y
 
-# %% ../nbs/20_presizing.ipynb #a9ce4abb
+# %% ../nbs/20_presizing.ipynb #315544ef
 def crop_subbox(box, # (x0,y0,x1,y1): the largest box (from `crop_box`)
                 scale:float, tx:float, ty:float, # one image's crop parameters (see `draw_params`)
                )->tuple: # (x0,y0,x1,y1)
@@ -312,7 +312,7 @@ def naive_augment(x:torch.Tensor, # (n,c,s,s) float batch, already cropped and r
         x = presize_batch(x, hw, mats=m, ss=1, pad_mode=pad_mode)
     return x
 
-# %% ../nbs/20_presizing.ipynb #e368a676
+# %% ../nbs/20_presizing.ipynb #5ceee3d4
 class PresizeAug(RandTransform):
     "Presizing's batch step for a `DataBlock`: flip, rotate, zoom, warp and random-resized-crop in one resample."
     split_idx, order = None, 30
@@ -338,7 +338,7 @@ class PresizeAug(RandTransform):
     def encodes(self, x:TensorMask|TensorPoint|TensorBBox):
         raise NotImplementedError("PresizeAug transforms images only; use fastai's aug_transforms for masks, points and boxes")
 
-# %% ../nbs/20_presizing.ipynb #7f50a368
+# %% ../nbs/20_presizing.ipynb #e865cf08
 def box_mat(box, # (x0,y0,x1,y1) the item step cropped from the original, in pixels
             src_wh, # (w,h) of the original
             n_px:int=None, # side of the presized item, when its coordinates use `align_corners=True`
@@ -366,7 +366,7 @@ def psnr(a:torch.Tensor, b:torch.Tensor, # (n,c,h,w) or (c,h,w), values in [0,1]
     mse = ((a.float()-b.float())**2).flatten(1).mean(1)
     return 10*torch.log10(1/mse)
 
-# %% ../nbs/20_presizing.ipynb #14b0beda
+# %% ../nbs/20_presizing.ipynb #534b572f
 def fastai_crop(params:dict, i:int, n_px:int)->tuple: # ((top, left), (h, w)) in pixels
     "The integer crop `RandomResizedCropGPU` takes for image `i` of `params` on an `n_px` square."
     cp = int(round(math.sqrt(float(params['scale'][i]))*n_px))
