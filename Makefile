@@ -22,12 +22,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/imgcls-course demo --out $(OUT)
 
+# nbdev-test runs 2 notebooks at once on 2 cores: one thread each, or they wait on each other.
 test: $(STAMP)
-	$(BIN)/nbdev-test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/pytest -q tests
 
 nbtest: $(STAMP)
-	$(BIN)/nbdev-test --n_workers 2 --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q tests

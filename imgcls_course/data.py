@@ -8,7 +8,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/data.html.md"""
 __all__ = ['BREEDS', 'LOOKALIKES', 'PETS_RE', 'DATA_VERSION', 'REAL_PHOTOS', 'is_cat', 'make_pet_image', 'cache_dir', 'make_pets',
            'pets_path', 'load_boxes', 'show_pets', 'real_photo', 'real_photos_path', 'oxford_pets_path']
 
-# %% ../nbs/00_data.ipynb #ac3e3c47
+# %% ../nbs/00_data.ipynb #76a851bb
 import csv, math, os, re, shutil, tempfile, hashlib
 from pathlib import Path
 import numpy as np
@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from fastcore.basics import listify
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/00_data.ipynb #bf4c59a9
+# %% ../nbs/00_data.ipynb #c6800fb9
 BREEDS = {
     'Abyssinian':   dict(rgb=(196,120,60), pattern='ticked',  prgb=(120,70,30), ears='pointy', aspect=1.6, head=0.80),
     'Bengal':       dict(rgb=(214,160,70), pattern='spots',   prgb=(60,40,20),  ears='pointy', aspect=1.7, head=0.75),
@@ -34,13 +34,13 @@ BREEDS = {
 LOOKALIKES = [('Birman','Ragdoll'), ('american_pit_bull_terrier','staffordshire_bull_terrier')]
 PETS_RE = r'^(.+)_\d+\.jpg$'
 
-# %% ../nbs/00_data.ipynb #28ef07ae
+# %% ../nbs/00_data.ipynb #45e01046
 def is_cat(fname:str # a file name such as `Birman_3.jpg`, or a breed name
           )->bool:
     "Oxford-Pets convention: cat breeds start with a capital letter."
     return Path(fname).name[0].isupper()
 
-# %% ../nbs/00_data.ipynb #db513df8
+# %% ../nbs/00_data.ipynb #4a0d210a
 def _jitter(rgb, rng, amt=12): return tuple(int(np.clip(c + rng.normal(0, amt), 0, 255)) for c in rgb)
 
 def _background(w, h, rng):
@@ -60,7 +60,7 @@ def _background(w, h, rng):
     arr = np.asarray(img).astype(np.float32) + rng.normal(0, 8, (h, w, 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
 
-# %% ../nbs/00_data.ipynb #1bbbc4ca
+# %% ../nbs/00_data.ipynb #09b74298
 def _draw_pet(spec, W, rng):
     "Draw one pet `W` px wide; returns its colour image and its mask."
     aspect = spec['aspect'] * rng.uniform(0.95, 1.05)
@@ -114,7 +114,7 @@ def _draw_pet(spec, W, rng):
     for ex in (hx-0.35*hr, hx+0.35*hr): cd.ellipse([ex-0.1*hr, hy-0.25*hr, ex+0.1*hr, hy-0.05*hr], fill=(20,20,20))
     return col, m.filter(ImageFilter.GaussianBlur(0.6))
 
-# %% ../nbs/00_data.ipynb #bff8087a
+# %% ../nbs/00_data.ipynb #82ceab43
 def make_pet_image(breed:str, # a key of `BREEDS`
                    seed:int=42, # dataset seed
                    i:int=0, # image index; with `seed`, fixes every random choice
@@ -135,14 +135,14 @@ def make_pet_image(breed:str, # a key of `BREEDS`
     bb = m.getbbox()
     return img, (x+bb[0], y+bb[1], x+bb[2], y+bb[3])
 
-# %% ../nbs/00_data.ipynb #17b79338
+# %% ../nbs/00_data.ipynb #35e083cb
 DATA_VERSION = 1  # bump when the drawing code changes, so old caches are not reused
 
 def cache_dir()->Path:
     "Where the course keeps generated data and trained models (`$IMGCLS_COURSE_DATA` or `~/.cache/imgcls_course`)."
     return Path(os.environ.get('IMGCLS_COURSE_DATA', Path.home()/'.cache'/'imgcls_course')).expanduser()
 
-# %% ../nbs/00_data.ipynb #4618e00e
+# %% ../nbs/00_data.ipynb #04496f28
 def make_pets(dest, # folder to create; must not exist yet
               n:int=1000, # number of images, spread evenly over the breeds
               seed:int=42, # dataset seed
@@ -173,7 +173,7 @@ def make_pets(dest, # folder to create; must not exist yet
         shutil.rmtree(tmp, ignore_errors=True); raise
     return dest
 
-# %% ../nbs/00_data.ipynb #95ca534d
+# %% ../nbs/00_data.ipynb #1bfd4c7f
 def pets_path(n:int=1000, # number of images
               seed:int=42, # dataset seed
              )->Path:
@@ -184,13 +184,13 @@ def pets_path(n:int=1000, # number of images
         except FileExistsError: pass   # another process finished it first
     return dest
 
-# %% ../nbs/00_data.ipynb #582ac242
+# %% ../nbs/00_data.ipynb #f5756918
 def load_boxes(path:Path)->dict:
     "Ground-truth boxes of a synthetic-pets folder: `{file name: (x0,y0,x1,y1)}`."
     with open(Path(path)/'boxes.csv') as f:
         return {r['fname']: tuple(int(r[k]) for k in ('x0','y0','x1','y1')) for r in csv.DictReader(f)}
 
-# %% ../nbs/00_data.ipynb #cf994e30
+# %% ../nbs/00_data.ipynb #1f0977fd
 def show_pets(path, # a synthetic-pets folder
               breeds=None, # which breeds (default: all)
               ncols:int=6, boxes:bool=True, figsize=None):
@@ -201,15 +201,16 @@ def show_pets(path, # a synthetic-pets folder
     nrows = math.ceil(len(breeds)/ncols)
     fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2.2*ncols, 2.4*nrows))
     for ax, b in zip(np.ravel(axs), breeds):
-        fn = f'{b}_1.jpg'; ax.imshow(Image.open(path/'images'/fn)); ax.set_title(b, fontsize=8)
+        fn = f'{b}_1.jpg'; im = Image.open(path/'images'/fn); f = min(1, 240/max(im.size))
+        ax.imshow(im.resize((round(im.width*f), round(im.height*f)))); ax.set_title(b, fontsize=8)
         if fn in bx:
-            x0,y0,x1,y1 = bx[fn]
+            x0,y0,x1,y1 = (v*f for v in bx[fn])
             ax.add_patch(patches.Rectangle((x0,y0), x1-x0, y1-y0, fill=False, ec='red', lw=1.5))
     for ax in np.ravel(axs): ax.axis('off')
     plt.tight_layout()
     return fig
 
-# %% ../nbs/00_data.ipynb #178d0bec
+# %% ../nbs/00_data.ipynb #19540a6e
 REAL_PHOTOS = ('chelsea', 'coffee', 'astronaut', 'rocket', 'flower', 'china')
 
 def real_photo(name:str # one of `REAL_PHOTOS`
@@ -232,7 +233,7 @@ def real_photos_path()->Path:
             tmp = dest/f'.{n}.tmp.jpg'; real_photo(n).save(tmp, quality=95); tmp.replace(fn)
     return dest
 
-# %% ../nbs/00_data.ipynb #7fa03fac
+# %% ../nbs/00_data.ipynb #08e670e2
 def oxford_pets_path()->Path:
     "Download (once) and return the real Oxford-IIIT Pets dataset folder; needs internet."
     from fastai.data.external import untar_data, URLs

