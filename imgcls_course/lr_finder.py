@@ -9,7 +9,7 @@ __all__ = ['get_hyper', 'set_hyper', 'opt_groups', 'clear_state', 'sched_exp', '
            'train_step', 'LRFind', 'lr_range_test', 'minimum', 'steep', 'valley', 'slide', 'suggest_lrs',
            'plot_lr_find', 'lr_find', 'combined_cos', 'one_cycle_sched', 'evaluate', 'fit_one_cycle']
 
-# %% ../nbs/30_lr_finder.ipynb #4a936b24
+# %% ../nbs/30_lr_finder.ipynb #7fdb811d
 import math, copy, itertools, warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,7 +17,7 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/30_lr_finder.ipynb #73d7825b
+# %% ../nbs/30_lr_finder.ipynb #4227dc14
 def _is_fastai_opt(opt): return hasattr(opt, 'hypers') and hasattr(opt, 'set_hyper')
 
 def get_hyper(opt, # a PyTorch or fastai optimiser
@@ -52,7 +52,7 @@ def clear_state(opt):
     if hasattr(opt, 'clear_state'): opt.clear_state()
     else: opt.state = defaultdict(dict)
 
-# %% ../nbs/30_lr_finder.ipynb #ecd6bdce
+# %% ../nbs/30_lr_finder.ipynb #9ed466b5
 def sched_exp(start:float, end:float, pos:float)->float:
     "Exponential interpolation from `start` (pos 0) to `end` (pos 1)."
     return start * (end/start) ** pos
@@ -61,7 +61,7 @@ def sched_cos(start, end, pos:float):
     "Cosine interpolation from `start` (pos 0) to `end` (pos 1): flat at both ends."
     return start + (1 + math.cos(math.pi*(1-pos))) * (end-start) / 2
 
-# %% ../nbs/30_lr_finder.ipynb #e4dda49b
+# %% ../nbs/30_lr_finder.ipynb #98e842fc
 class SmoothLoss:
     "Debiased exponential moving average of the loss, as fastai's `AvgSmoothLoss` computes it."
     def __init__(self, beta:float=0.98): self.beta, self.count, self.val = beta, 0, torch.tensor(0.)
@@ -72,7 +72,7 @@ class SmoothLoss:
     @property
     def value(self)->torch.Tensor: return self.val / (1 - self.beta**self.count)
 
-# %% ../nbs/30_lr_finder.ipynb #c549e9a3
+# %% ../nbs/30_lr_finder.ipynb #5fea9fd8
 def cycle_batches(dl, # a re-iterable loader: a `DataLoader`, a fastai `DataLoader`, a list of batches
                   n:int, # how many batches to yield
                  ):
@@ -86,7 +86,7 @@ def cycle_batches(dl, # a re-iterable loader: a `DataLoader`, a fastai `DataLoad
         if got == 0: raise ValueError(f"The loader ran out after {done} of {n} batches: pass a re-iterable loader "
                                       "(a DataLoader or a list of batches), not a one-shot iterator, and not an empty one.")
 
-# %% ../nbs/30_lr_finder.ipynb #2569e250
+# %% ../nbs/30_lr_finder.ipynb #06002cbe
 def _to(b, device):
     "Move a batch to `device` as plain tensors (fastai's tensor subclasses add a cost to every operation)."
     return [o.as_subclass(torch.Tensor).to(device) if isinstance(o, torch.Tensor) else o for o in b]
@@ -102,7 +102,7 @@ def train_step(model:nn.Module, # the model, in training mode
     loss.backward(); opt.step(); opt.zero_grad()
     return loss.detach()
 
-# %% ../nbs/30_lr_finder.ipynb #f84f57ff
+# %% ../nbs/30_lr_finder.ipynb #c7fc2d54
 @dataclass
 class LRFind:
     "What an LR range test recorded: learning rates, smoothed losses, where it stopped, and the suggestions."
@@ -145,7 +145,7 @@ def lr_range_test(model:nn.Module, # the model to test (restored afterwards)
         model.load_state_dict(model_sd); opt.load_state_dict(opt_sd)
     return LRFind(lrs, [float(l) for l in losses], num_it, stopped)
 
-# %% ../nbs/30_lr_finder.ipynb #90fc23f5
+# %% ../nbs/30_lr_finder.ipynb #cae010c6
 def minimum(lrs:torch.Tensor, losses:torch.Tensor, num_it:int)->tuple:
     "One tenth of the learning rate at the lowest loss."
     lr_min = lrs[losses.argmin()].item()
@@ -185,7 +185,7 @@ def slide(lrs:torch.Tensor, losses:torch.Tensor, num_it:int,
     lr = float(lr) * adjust_value
     return lr, (lr, float(np.interp(np.log10(lr), np.log10(lrs.numpy()), losses)))
 
-# %% ../nbs/30_lr_finder.ipynb #acfd0b01
+# %% ../nbs/30_lr_finder.ipynb #e9c8f9d5
 def suggest_lrs(lrs, # recorded learning rates
                 losses, # recorded smoothed losses
                 num_it:int, # the `num_it` the test was run with
@@ -202,7 +202,7 @@ def suggest_lrs(lrs, # recorded learning rates
                          "the first non-finite loss. Run more iterations (num_it), or a smaller end_lr if it diverged early.")
     return {f.__name__ if hasattr(f, '__name__') else f.func.__name__: f(lrs, losses, num_it) for f in funcs}
 
-# %% ../nbs/30_lr_finder.ipynb #56d40c96
+# %% ../nbs/30_lr_finder.ipynb #09364f97
 def plot_lr_find(r:LRFind, # the result of `lr_range_test`
                  skip_end:int=5, # the last points are dropped (the explosion dwarfs the rest)
                  ax=None):
@@ -216,7 +216,7 @@ def plot_lr_find(r:LRFind, # the result of `lr_range_test`
     if r.suggestions: ax.legend(loc='best')
     return ax
 
-# %% ../nbs/30_lr_finder.ipynb #11e413cf
+# %% ../nbs/30_lr_finder.ipynb #220815cc
 def lr_find(model:nn.Module, dl, loss_func, opt,
             suggest_funcs=(valley,), # suggestion rules to apply
             show_plot:bool=True, # plot the curve
@@ -229,7 +229,7 @@ def lr_find(model:nn.Module, dl, loss_func, opt,
     if show_plot: plot_lr_find(r)
     return r
 
-# %% ../nbs/30_lr_finder.ipynb #d7b700e0
+# %% ../nbs/30_lr_finder.ipynb #73bcb312
 def combined_cos(pct:float, # fraction of the batches spent in the first phase
                  start, middle, end, # values at 0, at `pct` and at 1 (numbers or per-group arrays)
                 ):
@@ -252,7 +252,7 @@ def one_cycle_sched(n_iter:int, # total number of batches
     f_lr, f_mom = combined_cos(pct_start, lr_max/div, lr_max, lr_max/div_final), combined_cos(pct_start, *moms)
     return {'lr': np.stack([f_lr(i/n_iter) for i in range(n_iter)]), 'mom': np.array([f_mom(i/n_iter) for i in range(n_iter)])}
 
-# %% ../nbs/30_lr_finder.ipynb #a269931f
+# %% ../nbs/30_lr_finder.ipynb #cb1f307f
 def evaluate(model:nn.Module, dl, loss_func, metric=None)->tuple:
     "Mean loss (and `metric`) of `model` over the batches of `dl`, in evaluation mode."
     model.eval(); tot, n, preds, targs = 0., 0, [], []

@@ -241,3 +241,12 @@ def test_one_cycle_bad_input():
     m = tiny_model(0); opt = Adam(split3(m), lr=1e-3)
     with pytest.raises(ValueError, match='2 learning rates for 3'):
         fit_one_cycle(m, opt, nn.CrossEntropyLoss(), tiny_batches(0, 2), tiny_batches(0, 1), 1, [1e-3, 1e-2], progress=False)
+
+
+def test_fastai_fails_where_we_explain():
+    "fastai issue #3658: an empty window makes every fastai rule raise; ours raises one clear ValueError instead."
+    lrs, losses = _curve(0, 100)
+    wl, wloss = _fastai_window(lrs[:14], losses[:14], 100)
+    for f in FA_FUNCS:
+        with pytest.raises((IndexError, ValueError)): f(wl, wloss, 100)
+    with pytest.raises(ValueError, match='Only 0 usable point'): suggest_lrs(lrs[:14], losses[:14], 100, FUNCS)
