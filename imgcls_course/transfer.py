@@ -8,20 +8,20 @@ Docs: https://imgcls-course.github.io/imgcls-course/transfer.html.md"""
 __all__ = ['lite0_groups', 'norm_params', 'freeze_to', 'freeze', 'unfreeze', 'make_opt', 'even_mults', 'expand_lr', 'fine_tune',
            'plot_history', 'time_train_step', 'amp_train_step']
 
-# %% ../nbs/31_transfer.ipynb #3c9163f7
+# %% ../nbs/31_transfer.ipynb #ef9c0f5d
 import warnings, time
 import numpy as np, torch, torch.nn as nn
 import matplotlib.pyplot as plt
 from .lr_finder import (opt_groups, clear_state, get_hyper, set_hyper, fit_one_cycle, evaluate,
                                      lr_find, minimum, steep, valley, plot_lr_find)
 
-# %% ../nbs/31_transfer.ipynb #fe15cbe4
+# %% ../nbs/31_transfer.ipynb #e6d8aa26
 def lite0_groups(model:nn.Module, # `nn.Sequential(body, head)` with an EfficientNet-Lite0 body
                 )->list: # three lists of parameters
     "The three parameter groups of a Lite0 learner: early body, late body, head."
     return [list(model[0][:3].parameters()), list(model[0][3:].parameters()), list(model[1:].parameters())]
 
-# %% ../nbs/31_transfer.ipynb #b6417b8c
+# %% ../nbs/31_transfer.ipynb #1c2a2dab
 def norm_params(model:nn.Module)->list:
     "Parameters of the normalisation layers (batch-norm, instance-norm, layer-norm) of `model`."
     norm_types = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d,
@@ -51,21 +51,21 @@ def unfreeze(model:nn.Module, opt):
     "Make every parameter trainable."
     freeze_to(model, opt, 0)
 
-# %% ../nbs/31_transfer.ipynb #96752dae
+# %% ../nbs/31_transfer.ipynb #60c6aa1c
 def make_opt(groups:list, # lists of parameters, one per group
              lr:float=1e-3, wd:float=0.01, betas=(0.9, 0.99), eps:float=1e-5, # fastai's Adam defaults
             )->torch.optim.Optimizer:
     "PyTorch's AdamW over parameter groups, with fastai's default hyper-parameters."
     return torch.optim.AdamW([{'params': g} for g in groups], lr=lr, betas=betas, eps=eps, weight_decay=wd)
 
-# %% ../nbs/31_transfer.ipynb #fb795bb7
+# %% ../nbs/31_transfer.ipynb #278aaded
 def even_mults(start:float, stop:float, n:int):
     "`n` values from `start` to `stop`, each a constant factor larger than the last (just `stop` if `n==1`)."
     if n == 1: return stop
     step = (stop/start) ** (1/(n-1))
     return [start * step**i for i in range(n)]
 
-# %% ../nbs/31_transfer.ipynb #ca991517
+# %% ../nbs/31_transfer.ipynb #61ea8486
 def expand_lr(lr, # a number, a list (one per group) or a `slice`
               n_groups:int, # number of parameter groups
              )->list: # one learning rate per group
@@ -79,7 +79,7 @@ def expand_lr(lr, # a number, a list (one per group) or a `slice`
     if len(lr) != n_groups: raise ValueError(f"{len(lr)} learning rates for {n_groups} parameter groups")
     return [float(o) for o in lr]
 
-# %% ../nbs/31_transfer.ipynb #7e01eed4
+# %% ../nbs/31_transfer.ipynb #19780859
 def fine_tune(model:nn.Module, opt, loss_func, train_dl, valid_dl,
               epochs:int, # epochs of the unfrozen phase
               base_lr:float=2e-3, # peak learning rate of the head in the frozen phase
@@ -99,7 +99,7 @@ def fine_tune(model:nn.Module, opt, loss_func, train_dl, valid_dl,
                        pct_start=pct_start, div=div, **kwargs)
     return {'frozen': h1, 'unfrozen': h2}
 
-# %% ../nbs/31_transfer.ipynb #846d30d8
+# %% ../nbs/31_transfer.ipynb #db4a7956
 def plot_history(h:dict, # `fine_tune`'s result, or one `fit_one_cycle` history
                  metric_name:str='error rate'):
     "Training and validation loss, and the metric, after each epoch."
@@ -114,7 +114,7 @@ def plot_history(h:dict, # `fine_tune`'s result, or one `fit_one_cycle` history
     ax.legend(loc='upper right'); ax.set_xticks(ep)
     return ax
 
-# %% ../nbs/31_transfer.ipynb #dc93a409
+# %% ../nbs/31_transfer.ipynb #92c818c2
 def time_train_step(model:nn.Module, bs:int=16, size:int=64, n_classes:int=12, reps:int=2)->float:
     "Median CPU seconds of one forward+backward+SGD step of `model` on a random batch (after one warm-up step)."
     x, y = torch.randn(bs, 3, size, size), torch.randint(0, n_classes, (bs,))
@@ -125,7 +125,7 @@ def time_train_step(model:nn.Module, bs:int=16, size:int=64, n_classes:int=12, r
         if i: ts.append(time.process_time()-t0)
     return float(np.median(ts))
 
-# %% ../nbs/31_transfer.ipynb #34301365
+# %% ../nbs/31_transfer.ipynb #82af484a
 def amp_train_step(model:nn.Module, batch, loss_func, opt,
                    dtype=torch.bfloat16, # `torch.bfloat16` (CPU or GPU) or `torch.float16` (GPU, with a scaler)
                    scaler=None, # a `torch.amp.GradScaler` for float16
