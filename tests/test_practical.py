@@ -142,3 +142,39 @@ def test_predict_train_mode_leaves_model_alone():
     torch.testing.assert_close(p.sum(1), torch.ones(len(x)))
     m.eval(); q1, q2 = predict(m, x), predict(m, x)
     assert torch.equal(q1, q2) and not m.training
+
+@pytest.mark.parametrize('shape,tile', [((1, 3, 32, 32), 16), ((2, 1, 64, 96), 32), ((3, 3, 30, 20), 10)])
+def test_tile_image_matches_slicing(shape, tile):
+    from imgcls_course.practical import tile_image
+    x = torch.randn(shape)
+    t = tile_image(x, tile)
+    n, c, h, w = shape; gw = w//tile
+    assert t.shape == (n, (h//tile)*gw, c, tile, tile)
+    for k in range(t.shape[1]):
+        i, j = divmod(k, gw)
+        assert torch.equal(t[:, k], x[:, :, i*tile:(i+1)*tile, j*tile:(j+1)*tile])
+
+def test_tile_image_bad_tile():
+    from imgcls_course.practical import tile_image
+    with pytest.raises(ValueError, match='must divide'): tile_image(torch.zeros(1, 3, 32, 32), 5)
+
+def test_make_needles_cells():
+    from imgcls_course.practical import make_needles
+    x, y, cell = make_needles(40, seed=1)
+    assert x.shape == (40, 3, 96, 96) and ((cell >= 0) == (y == 1)).all() and cell.max() < 9
+    assert 5 < int(y.sum()) < 35
+
+@pytest.mark.parametrize('bg', [(90, 90, 90), (30, 120, 40), (200, 200, 160)])
+def test_colour_family_cv2_on_clean_signs(bg):
+    from PIL import Image, ImageDraw
+    from imgcls_course.practical import colour_family_cv2, SIGN_FAMILY, _draw_sign
+    for k, c in enumerate(SIGN_CLASSES):
+        im = Image.new('RGB', (32, 32), bg); _draw_sign(ImageDraw.Draw(im), k, 16, 16, 10)
+        assert colour_family_cv2(np.asarray(im)) == SIGN_FAMILY[c], c
+
+def test_lab_cnn_matches_the_reports_summary():
+    from imgcls_course.practical import lab_cnn
+    n = lambda m: sum(p.numel() for p in m.parameters())
+    assert n(lab_cnn(5, widths=(32, 64, 128, 128), size=150, hidden=512)) == 3_455_173       # basic network
+    assert n(lab_cnn(5, widths=(32, 64, 128, 128), size=150, hidden=512, p=0.5)) == 3_455_173  # + dropout: same count
+    with pytest.raises(ValueError, match='too small'): lab_cnn(size=20)
