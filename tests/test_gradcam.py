@@ -1,0 +1,196 @@
+"Grad-CAM: equal to pytorch-grad-cam, batch invariance, no leaks, CAM equivalence, bad inputs, overlay colours, localisation metrics."
+import gc, warnings
+import numpy as np, pytest, torch, torch.nn as nn
+warnings.filterwarnings('ignore', category=FutureWarning)
+from torchvision.models import resnet18
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from pytorch_grad_cam.utils.image import show_cam_on_image
+from imgcls_course.models import efficientnet_lite0
+from imgcls_course.gradcam import (grad_cam, normalize_cam, overlay, last_spatial_layer, class_activation_map, Hook,
+                                   train_state, cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores)
+
+torch.set_num_threads(2)
+
+@pytest.fixture(scope='module')
+def models():
+    torch.manual_seed(0)
+    r = resnet18(weights=None).eval()
+    l = efficientnet_lite0().eval()
+    return {'resnet18': (r, r.layer4[-1]), 'lite0': (l, l.bn2), 'lite0-mid': (l, l.blocks[4])}
+
+def _x(seed, bs, h=64, w=64):
+    return torch.randn(bs, 3, h, w, generator=torch.Generator().manual_seed(seed))
+
+def _ref(model, layer, x, targets):
+    with warnings.catch_warnings(), GradCAM(model, [layer]) as cam:
+        warnings.simplefilter('ignore')
+        return cam(x, None if targets is None else [ClassifierOutputTarget(int(t)) for t in targets])
+
+@pytest.mark.parametrize('name', ['resnet18', 'lite0', 'lite0-mid'])
+@pytest.mark.parametrize('bs', [1, 4])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_equal_to_pytorch_grad_cam(models, name, bs, seed):
+    model, layer = models[name]
+    x = _x(seed, bs, 64, 96 if seed else 64)                      # a non-square input too
+    t = torch.randint(0, 1000, (bs,), generator=torch.Generator().manual_seed(100+seed))
+    for targets in (None, t):
+        ours = grad_cam(model, x, targets, layer=layer)
+        ref = _ref(model, layer, x, targets)
+        assert ours.shape == ref.shape == (bs, *x.shape[-2:])
+        assert np.abs(ours.numpy() - ref).max() < 1e-4
+
+@pytest.mark.parametrize('name', ['resnet18', 'lite0'])
+def test_batched_equals_per_image(models, name):
+    model, layer = models[name]
+    x = _x(3, 4); t = [1, 500, 999, 7]
+    batched = grad_cam(model, x, t, layer=layer)
+    single = torch.cat([grad_cam(model, x[i:i+1], t[i], layer=layer) for i in range(4)])
+    assert (batched - single).abs().max() < 1e-5
+    # an int target is used for every image; None is the per-image argmax
+    assert torch.allclose(grad_cam(model, x, 5, layer=layer), grad_cam(model, x, [5]*4, layer=layer))
+    with torch.no_grad(): pred = model(x).argmax(1)
+    assert torch.allclose(grad_cam(model, x, None, layer=layer), grad_cam(model, x, pred, layer=layer))
+
+def test_different_classes_give_different_maps(models):
+    model, layer = models['lite0']
+    x = _x(4, 1, 128, 128)
+    assert (grad_cam(model, x, 1, layer=layer) - grad_cam(model, x, 900, layer=layer)).abs().max() > 0.1
+
+def _rss_mb():
+    with open('/proc/self/statm') as f: return int(f.read().split()[1]) * 4096 / 2**20
+
+def _n_hooks(model):
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+def _small_cnn(seed=0, n_classes=10):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+                         nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, n_classes)).eval()
+
+def _n_tensors():
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return sum(isinstance(o, torch.Tensor) for o in gc.get_objects())
+
+def test_200_calls_no_hooks_no_growth():
+    model = _small_cnn()
+    x = _x(5, 4, 32, 32)
+    for i in range(20): grad_cam(model, x, i % 10)                 # warm up allocator and caches
+    gc.collect(); rss0 = _rss_mb(); n0 = _n_tensors()
+    for i in range(200): grad_cam(model, x, i % 10, layer=model[1] if i % 2 else None)
+    gc.collect(); rss1 = _rss_mb(); n1 = _n_tensors()
+    assert _n_hooks(model) == 0
+    assert n1 <= n0, (n0, n1)                                        # no tensor kept alive by the calls
+    assert rss1 - rss0 < 20, (rss0, rss1)                            # MB
+    assert all(p.grad is None for p in model.parameters())
+
+def test_state_restored_frozen_and_inplace():
+    torch.manual_seed(0)
+    model = resnet18(weights=None, num_classes=10)
+    model.train(); model.layer1.eval()
+    flags = [m.training for m in model.modules()]
+    x = _x(6, 3, 64, 64)
+    c = grad_cam(model, x, [1, 2, 3], layer=model.layer4[-1].bn2)  # output modified in place by `out += identity`
+    assert [m.training for m in model.modules()] == flags
+    for p in model.parameters(): p.requires_grad_(False)
+    assert torch.allclose(grad_cam(model, x, [1, 2, 3], layer=model.layer4[-1].bn2), c, atol=1e-6)
+    # in-place ReLU right after the layer gives the same maps as an out-of-place one
+    torch.manual_seed(1)
+    def net(inplace):
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace), nn.Conv2d(8, 16, 3, padding=1),
+                             nn.ReLU(inplace), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
+    a, b = net(True), net(False)
+    ca, cb = grad_cam(a, x, [0, 1, 2], layer=a[2]), grad_cam(b, x, [0, 1, 2], layer=b[2])
+    assert torch.allclose(ca, cb, atol=1e-6) and ca.max() > 0.99
+
+def test_hook_removed_on_exception():
+    lin = nn.Linear(2, 2)
+    with pytest.raises(ZeroDivisionError):
+        with Hook(lin): 1/0
+    assert len(lin._forward_hooks) == 0
+
+def test_bad_inputs(models):
+    model, layer = models['lite0']
+    x = _x(7, 2)
+    with pytest.raises(ValueError, match='not a spatial map'): grad_cam(model, x, layer=model.global_pool)
+    with pytest.raises(ValueError, match='not a spatial map'): grad_cam(model, x, layer=model.classifier)
+    with pytest.raises(IndexError, match='out of range.*1000 classes'): grad_cam(model, x, 1000)
+    with pytest.raises(IndexError, match='out of range'): grad_cam(model, x, [-1, 3])
+    with pytest.raises(ValueError, match='one per image'): grad_cam(model, x, [1, 2, 3])
+    with pytest.raises(ValueError, match='grayscale'): grad_cam(model, x[:, :1])
+    with pytest.raises(ValueError, match='batch dimension'): grad_cam(model, x[0])
+    with pytest.raises(RuntimeError, match='no_grad'):
+        with torch.no_grad(): grad_cam(model, x)
+    with pytest.raises(RuntimeError, match='inference_mode'):
+        with torch.inference_mode(): grad_cam(model, x)
+    assert _n_hooks(model) == 0
+
+@pytest.mark.parametrize('seed', range(5))
+def test_cam_equals_grad_cam_for_gap_linear(seed):
+    "The Grad-CAM paper's proof, by test: conv -> GAP -> linear, alpha_k = w_k/Z."
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 5)).eval()
+    x = _x(seed, 3, 32, 40); t = torch.randint(0, 5, (3,))
+    with torch.no_grad(), Hook(model[3]) as h: model(x); act = h.stored
+    cam = normalize_cam(class_activation_map(act, model[-1].weight, t), x.shape[-2:])
+    assert (grad_cam(model, x, t, layer=model[3]) - cam).abs().max() < 1e-5
+    # not a tautology: at an earlier layer the maps differ
+    cam0 = normalize_cam(class_activation_map(act, model[-1].weight, t), x.shape[-2:])
+    assert (grad_cam(model, x, t, layer=model[1]) - cam0).abs().max() > 1e-2
+
+def test_auto_layer(models):
+    assert last_spatial_layer(models['resnet18'][0], _x(0, 1))[0] == 'layer4'
+    assert last_spatial_layer(models['lite0'][0], _x(0, 1))[0] == 'bn2'
+    model, layer = models['lite0']
+    x = _x(8, 2)
+    assert torch.allclose(grad_cam(model, x), grad_cam(model, x, layer=layer))
+
+def test_overlay_colours_match_reference():
+    mask = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (16, 1))
+    ours = overlay(np.zeros((16, 64, 3), np.uint8), mask, alpha=1.0)
+    ref = show_cam_on_image(np.zeros((16, 64, 3), np.float32), mask, use_rgb=True, image_weight=0.0)
+    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+    assert ours[0, -1, 0] > 100 and ours[0, -1, 2] < 30            # hot is red in RGB
+    assert ours[0, 0, 2] > 100 and ours[0, 0, 0] < 30              # cold is blue
+    img = np.random.default_rng(0).integers(0, 256, (16, 64, 3)).astype(np.uint8)
+    assert np.array_equal(overlay(img, mask, alpha=0.0), img)
+    half = overlay(img, mask, alpha=0.5).astype(int)
+    assert np.abs(half - (img.astype(int) + ours.astype(int))/2).max() <= 1
+    with pytest.raises(ValueError): overlay(img, mask, alpha=2)
+    with pytest.raises(ValueError): overlay(img.astype(np.float32), mask)    # float > 1
+
+@pytest.mark.parametrize('seed', range(5))
+def test_cam_box_matches_skimage(seed):
+    from skimage.measure import label, regionprops
+    rng = np.random.default_rng(seed)
+    cam = normalize_cam(torch.from_numpy(rng.random((1, 6, 6)).astype(np.float32)), (48, 48))[0].numpy()
+    binary = cam >= 0.15*cam.max()
+    regs = regionprops(label(binary, connectivity=2))
+    r = max(regs, key=lambda r: r.area)
+    y0, x0, y1, x1 = r.bbox
+    # skimage's label orders regions by first pixel, as cv2 does, so ties resolve the same way
+    assert cam_box(cam) == (x0, y0, x1, y1)
+
+@pytest.mark.parametrize('seed', range(3))
+def test_box_iou_matches_torchvision(seed):
+    from torchvision.ops import box_iou as tv_iou
+    rng = np.random.default_rng(seed)
+    b = np.sort(rng.uniform(0, 100, (8, 2, 2)), axis=1).transpose(0, 2, 1).reshape(8, 4)[:, [0, 2, 1, 3]]
+    ref = tv_iou(torch.tensor(b), torch.tensor(b)).numpy()
+    ours = np.array([[box_iou(p, q) for q in b] for p in b])
+    assert np.allclose(ours, ref, atol=1e-9)
+
+def test_localisation_scores_perfect_and_blind():
+    h = w = 32; box = (8, 8, 24, 24)
+    inside = np.zeros((h, w), np.float32); inside[8:24, 8:24] = 1; inside[16, 16] = 2
+    s = localisation_scores(np.stack([inside]*3), [box]*3)
+    assert s['pointing game %'] == 100 and s['box loc. error %'] == 0
+    assert abs(s['energy ratio'] - 1/(16*16/1024)) < 0.2
+    outside = np.zeros((h, w), np.float32); outside[:4, :4] = 1
+    s = localisation_scores(np.stack([outside]*2), [box]*2, correct=[True, True])
+    assert s['pointing game %'] == 0 and s['box loc. error %'] == 100 and s['energy ratio'] == 0
+    assert not pointing_hit(outside, box) and energy_ratio(np.ones((h, w)), box) == pytest.approx(1)
