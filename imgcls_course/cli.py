@@ -8,7 +8,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/cli.html.md"""
 __all__ = ['IMG_EXTS', 'FolderError', 'FolderScan', 'scan_folder', 'atomic_write', 'make_dls', 'fig_to_data_uri', 'render_report',
            'train', 'predict', 'demo', 'main']
 
-# %% ../nbs/70_cli.ipynb #b492d661
+# %% ../nbs/70_cli.ipynb #e8341835
 import argparse, base64, html, io, json, os, re, sys, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
@@ -18,8 +18,10 @@ from PIL import Image
 from fastprogress.fastprogress import progress_bar
 from .data import pets_path, PETS_RE
 from .models import efficientnet_lite0, pets_learner
+from .interpret import confusion_matrix, most_confused, plot_confusion
+from .gradcam import grad_cam, overlay
 
-# %% ../nbs/70_cli.ipynb #fff8395c
+# %% ../nbs/70_cli.ipynb #277bc57e
 IMG_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
 
 class FolderError(ValueError):
@@ -33,7 +35,7 @@ def _check_image(fn:Path):
     if min(w, h) < 8: return f"too small ({w}x{h} px)"
     return None
 
-# %% ../nbs/70_cli.ipynb #c6786792
+# %% ../nbs/70_cli.ipynb #f45f6947
 class FolderScan:
     "The usable images of a folder, their labels, and what was left out and why."
     def __init__(self, root, files, labels, skipped, warnings):
@@ -89,20 +91,22 @@ def scan_folder(folder, # the user's folder (it is only read)
     if small: warns.append(f"Very small classes (under 10 images), expect noisy results: {', '.join(small)}")
     return FolderScan(root, good, labels, skipped, warns)
 
-# %% ../nbs/70_cli.ipynb #00800e93
+# %% ../nbs/70_cli.ipynb #818d3aee
 class atomic_write:
     "Context manager yielding a temporary path that replaces `dest` only on success."
     def __init__(self, dest): self.dest = Path(dest)
     def __enter__(self):
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f'.{self.dest.name}.', suffix='.tmp', dir=self.dest.parent)
-        os.close(fd); self.tmp = Path(tmp); return self.tmp
+        os.close(fd); self.tmp = Path(tmp)
+        umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; use normal permissions
+        return self.tmp
     def __exit__(self, typ, *args):
         if typ is None: os.replace(self.tmp, self.dest)
         else: self.tmp.unlink(missing_ok=True)
         return False
 
-# %% ../nbs/70_cli.ipynb #51c7437a
+# %% ../nbs/70_cli.ipynb #5f55b994
 class _LabelOf:
     "Picklable `path -> label` lookup (exported with the model)."
     def __init__(self, d): self.d = {str(k): v for k, v in d.items()}
@@ -126,49 +130,26 @@ def make_dls(scan:FolderScan, size:int=128, bs:int=32, valid_pct:float=0.2, seed
                        item_tfms=Resize(int(size*1.5)), batch_tfms=aug_transforms(size=size, min_scale=0.75))
     return dblock.dataloaders(scan.files, bs=bs, num_workers=num_workers)
 
-# %% ../nbs/70_cli.ipynb #bab02d81
+# %% ../nbs/70_cli.ipynb #47ac36a5
 def fig_to_data_uri(fig)->str:
     "A matplotlib figure as a `data:image/png;base64,...` URI (and close it)."
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/70_cli.ipynb #e498ce3b
+# %% ../nbs/70_cli.ipynb #07c802c0
 def _cam_overlays(learn, items, targets):
-    "RGB Grad-CAM overlays (uint8 arrays) of `items` for class indices `targets`."
+    "RGB Grad-CAM overlays (uint8 arrays) of `items` for class indices `targets`, at the model's input size."
     dl = learn.dls.test_dl(items, num_workers=0)
     xb = torch.cat([b[0] for b in dl]).as_subclass(torch.Tensor)
     imgs = dl.decode((xb,))[0].clamp(0, 255).byte().permute(0,2,3,1).numpy()
-    try:
-        from imgcls_course.gradcam import grad_cam, overlay
-    except ImportError:  # TEMPORARY until the Grad-CAM lesson lands
-        import cv2
-        from pytorch_grad_cam import GradCAM
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-        with GradCAM(learn.model, target_layers=[learn.model[0][-1]]) as g:
-            cams = g(xb, targets=[ClassifierOutputTarget(t) for t in targets])
-        def overlay(img, cam):
-            hm = cv2.cvtColor(cv2.applyColorMap(np.uint8(255*cam), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-            return np.uint8(0.5*hm + 0.5*img)
-        return [overlay(i, c) for i, c in zip(imgs, cams)]
     cams = grad_cam(learn.model, xb, targets=list(targets))
     return [overlay(img, cam.numpy()) for img, cam in zip(imgs, cams)]
 
-# %% ../nbs/70_cli.ipynb #0b21f7f5
+# %% ../nbs/70_cli.ipynb #958337f0
 def _interpret(targs, preds, vocab):
     "Confusion matrix, most-confused pairs and a plotted normalised matrix."
-    try: from imgcls_course.interpret import confusion_matrix, most_confused, plot_confusion
-    except ImportError:   # TEMPORARY until the interpretation lesson lands
-        from sklearn.metrics import confusion_matrix as _cm
-        confusion_matrix = lambda t, p, n: _cm(t, p, labels=list(range(n)))
-        def most_confused(cm, vocab, min_val=1):
-            cm = cm.copy(); np.fill_diagonal(cm, 0)
-            return sorted([(vocab[i], vocab[j], int(cm[i, j])) for i, j in zip(*np.where(cm >= min_val))], key=lambda o: -o[2])
-        def plot_confusion(cm, vocab, normalize=True):
-            fig, ax = plt.subplots(figsize=(6, 6)); ax.imshow(cm/cm.sum(1, keepdims=True).clip(1), cmap='Blues')
-            ax.set_xticks(range(len(vocab)), vocab, rotation=90); ax.set_yticks(range(len(vocab)), vocab)
-            ax.set_xlabel('Predicted'); ax.set_ylabel('Actual'); return fig
-    cm = np.asarray(confusion_matrix(targs, preds, len(vocab)))
+    cm = confusion_matrix(targs, preds, len(vocab))
     return cm, most_confused(cm, vocab, min_val=1), plot_confusion(cm, vocab, normalize=True)
 
 _REPORT_CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}
@@ -199,7 +180,7 @@ def _table(header, rows):
     trs = ''.join('<tr>' + ''.join(f'<td>{html.escape(str(c))}</td>' for c in r) + '</tr>' for r in rows)
     return f'<table><tr>{th}</tr>{trs}</table>'
 
-# %% ../nbs/70_cli.ipynb #9520188c
+# %% ../nbs/70_cli.ipynb #56052a05
 def train(folder, # folder of images: one sub-folder per class, or use `regex`
           out='imgcls-out', # where to write model.pkl, report.html and metrics.json
           regex:str=None, # label = first group of this regex on the file name
@@ -254,8 +235,9 @@ def train(folder, # folder of images: one sub-folder per class, or use `regex`
     overlays = _cam_overlays(learn, items, preds)
     fig, axs = plt.subplots(2, k, figsize=(2.4*k, 5.2), squeeze=False)
     for j, (it, ov, p, t, l) in enumerate(zip(items, overlays, preds, targs, top_l.tolist())):
-        axs[0, j].imshow(Image.open(it).convert('RGB')); axs[0, j].set_title(f'{vocab[p]}/{vocab[t]}\nloss {l:.2f}', fontsize=8)
-        axs[1, j].imshow(ov); axs[1, j].set_title(f'Grad-CAM: {vocab[p]}', fontsize=8)
+        axs[0, j].imshow(Image.open(it).convert('RGB'))
+        axs[0, j].set_title(f'predicted {vocab[p]}\nactual {vocab[t]}\nloss {l:.2f}', fontsize=7)
+        axs[1, j].imshow(ov); axs[1, j].set_title('Grad-CAM', fontsize=7)
     for a in axs.ravel(): a.axis('off')
     tl_uri = fig_to_data_uri(fig)
     metrics = dict(folder=str(folder), n_images=len(scan.files), n_classes=len(vocab), classes=vocab,
@@ -274,7 +256,7 @@ def train(folder, # folder of images: one sub-folder per class, or use `regex`
             + _table(['epoch'] + names, [[i] + [f'{h[n]:.4f}' for n in names] for i, h in enumerate(history)])),
         ('confusion', 'Confusion matrix', _fig(cm_uri, 'Rows: actual class; columns: predicted class')),
         ('most-confused', 'Most confused', _table(['actual', 'predicted', 'count'], confused) if confused else '<p>No mistakes on the validation set.</p>'),
-        ('top-losses', 'Top losses and Grad-CAM', _fig(tl_uri, 'predicted/actual, loss; below: Grad-CAM for the predicted class')),
+        ('top-losses', 'Top losses and Grad-CAM', _fig(tl_uri, 'The validation images with the highest loss; below each, Grad-CAM for the predicted class')),
         ('skipped', 'Skipped files', _table(['file', 'reason'], [[p.relative_to(folder), w] for p, w in scan.skipped]) if scan.skipped else '<p>None.</p>'),
     ]
     page = render_report(f'imgcls-course: {folder.name}', sections)
@@ -288,7 +270,7 @@ class _Null:
     def __enter__(self): return self
     def __exit__(self, *a): return False
 
-# %% ../nbs/70_cli.ipynb #9167c7c5
+# %% ../nbs/70_cli.ipynb #77bc4986
 def predict(model, # a `model.pkl` written by `train`
             images, # image files
             k:int=3, # how many classes to print per image
@@ -316,14 +298,14 @@ def predict(model, # a `model.pkl` written by `train`
             with atomic_write(Path(cam_dir)/f'{fn.stem}_cam.png') as t: Image.fromarray(ov).save(t, format='PNG')
     return res
 
-# %% ../nbs/70_cli.ipynb #dd9a301b
+# %% ../nbs/70_cli.ipynb #b12441a3
 def demo(out='demo-out', # where to write the results
          epochs:int=2, size:int=128, n:int=1000, seed:int=42, quiet:bool=False)->dict:
     "Fine-tune the offline pretrained model on the synthetic pets and write the model and report to `out`."
     path = pets_path(n=n, seed=seed)
     return train(path/'images', out=out, regex=PETS_RE, epochs=epochs, size=size, seed=seed, quiet=quiet)
 
-# %% ../nbs/70_cli.ipynb #9c7fe54e
+# %% ../nbs/70_cli.ipynb #45acfc3f
 def _parser():
     p = argparse.ArgumentParser(prog='imgcls-course', description="Apply fastbook ch. 5 to a folder of images.")
     sub = p.add_subparsers(dest='cmd', required=True)
