@@ -9,14 +9,14 @@ __all__ = ['Hook', 'train_state', 'normalize_cam', 'overlay', 'center_crop', 'cr
            'grad_cam', 'class_activation_map', 'pointing_hit', 'energy_ratio', 'cam_box', 'box_iou', 'center_prior',
            'random_map', 'localisation_scores', 'gradcam_explorer']
 
-# %% ../nbs/41_gradcam.ipynb #fec2b582
+# %% ../nbs/41_gradcam.ipynb #fc6c71a6
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import cv2
 from PIL import Image
 from fastai.vision.all import imagenet_stats
 from fastprogress.fastprogress import progress_bar
 
-# %% ../nbs/41_gradcam.ipynb #3b74456c
+# %% ../nbs/41_gradcam.ipynb #e8115502
 class Hook:
     "Context manager: a forward hook on `m` keeping its output in `.stored`; it always removes itself."
     def __init__(self, m:nn.Module, # the layer to watch
@@ -34,7 +34,7 @@ class Hook:
     def __enter__(self): return self
     def __exit__(self, *args): self.remove()
 
-# %% ../nbs/41_gradcam.ipynb #b869cecf
+# %% ../nbs/41_gradcam.ipynb #e04ca2e2
 class train_state:
     "Context manager: set `model.train(training)`, then restore every module's own `training` flag."
     def __init__(self, model:nn.Module, training:bool=False): self.model, self.training = model, training
@@ -44,7 +44,7 @@ class train_state:
     def __exit__(self, *args):
         for m, t in self.flags: m.training = t
 
-# %% ../nbs/41_gradcam.ipynb #dd57cdad
+# %% ../nbs/41_gradcam.ipynb #ef443e76
 def _minmax(cam, eps=1e-7):
     cam = cam - cam.flatten(1).min(1)[0][:, None, None]
     return cam / (cam.flatten(1).max(1)[0][:, None, None] + eps)
@@ -59,7 +59,7 @@ def normalize_cam(cam:torch.Tensor, # a batch of raw maps `(N,h,w)`
     cam = F.interpolate(cam[:, None], size=tuple(size), mode='bilinear', align_corners=False)[:, 0]
     return _minmax(cam, eps)
 
-# %% ../nbs/41_gradcam.ipynb #630323e9
+# %% ../nbs/41_gradcam.ipynb #c8dc06b1
 def _rgb_array(img):
     if isinstance(img, Image.Image): img = np.asarray(img.convert('RGB'))
     img = np.asarray(img)
@@ -86,7 +86,7 @@ def overlay(img, # PIL image, `uint8` HxWx3 RGB array, float RGB array in [0,1],
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB).astype(np.float32)
     return np.clip((1-alpha)*img + alpha*heat, 0, 255).round().astype(np.uint8)
 
-# %% ../nbs/41_gradcam.ipynb #6e14e480
+# %% ../nbs/41_gradcam.ipynb #a9773148
 def center_crop(img:Image.Image, # a photo
                 size:int=128, # side of the square output
                )->tuple: # (PIL image, `(left, top, side)` of the crop in the original)
@@ -107,7 +107,7 @@ def to_tensor(img:Image.Image, stats=imagenet_stats)->torch.Tensor:
     mean, std = (torch.tensor(o)[:, None, None] for o in stats)
     return ((x-mean)/std)[None]
 
-# %% ../nbs/41_gradcam.ipynb #18e22cbd
+# %% ../nbs/41_gradcam.ipynb #77197802
 def _is_spatial(o): return isinstance(o, torch.Tensor) and o.ndim == 4 and o.shape[-1]*o.shape[-2] > 1
 
 def last_spatial_layer(model:nn.Module, # a CNN
@@ -125,7 +125,7 @@ def last_spatial_layer(model:nn.Module, # a CNN
     if not found: raise ValueError("No layer of the model outputs a spatial map (N,C,H,W with H*W>1); is it a CNN?")
     return found[-1]
 
-# %% ../nbs/41_gradcam.ipynb #cd5e4da6
+# %% ../nbs/41_gradcam.ipynb #dc41079b
 def _targets(targets, out):
     n, c = out.shape
     if targets is None: return out.argmax(1)
@@ -148,7 +148,7 @@ def _check_input(model, x):
         raise RuntimeError("grad_cam needs gradients, but they are disabled here: call it outside "
                            "`torch.no_grad()` / `torch.inference_mode()`")
 
-# %% ../nbs/41_gradcam.ipynb #8b815945
+# %% ../nbs/41_gradcam.ipynb #018ea16f
 def grad_cam(model:nn.Module, # a classifier returning `(N,n_classes)` scores (logits)
              x:torch.Tensor, # an input batch `(N,C,H,W)`, normalised as the model expects
              targets=None, # None (predicted class), one int for all images, or one class per image
@@ -170,7 +170,7 @@ def grad_cam(model:nn.Module, # a classifier returning `(N,n_classes)` scores (l
     cam = (grad.mean((2, 3), keepdim=True) * act).sum(1).detach()
     return normalize_cam(cam, x.shape[-2:] if upsample else None)
 
-# %% ../nbs/41_gradcam.ipynb #72e78ddc
+# %% ../nbs/41_gradcam.ipynb #0e6f2a79
 def class_activation_map(act:torch.Tensor, # activations `(N,K,h,w)` feeding global average pooling
                          weight:torch.Tensor, # the linear layer's weight `(n_classes,K)`
                          targets, # one class per image (or one int)
@@ -179,7 +179,7 @@ def class_activation_map(act:torch.Tensor, # activations `(N,K,h,w)` feeding glo
     t = torch.as_tensor(targets).long().flatten().expand(act.shape[0])
     return torch.einsum('nk,nkij->nij', weight[t], act)
 
-# %% ../nbs/41_gradcam.ipynb #bc1ddb1c
+# %% ../nbs/41_gradcam.ipynb #77e00fdb
 def pointing_hit(cam, box)->bool:
     "Is the maximum of `cam` `(H,W)` inside `box` `(x0,y0,x1,y1)` (pixel centres)?"
     cam = np.asarray(cam); i = int(np.argmax(cam)); y, x = divmod(i, cam.shape[1])
@@ -210,7 +210,7 @@ def box_iou(a, b)->float:
     inter = iw*ih; u = (a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter
     return inter/u if u > 0 else 0.
 
-# %% ../nbs/41_gradcam.ipynb #ecc3a19f
+# %% ../nbs/41_gradcam.ipynb #f97306fe
 def center_prior(h:int, w:int, sigma:float=0.25)->np.ndarray:
     "A Gaussian bump in the middle of an `h`×`w` image (`sigma` as a fraction of the side)."
     ys, xs = (np.arange(h)+0.5)/h - 0.5, (np.arange(w)+0.5)/w - 0.5
@@ -234,7 +234,7 @@ def localisation_scores(cams, # maps `(N,H,W)` (tensor or array)
     return {'pointing game %': 100*hit.mean(), 'energy ratio': en.mean(),
             'box loc. error %': 100*(1-iou_ok.mean()), 'top-1 loc. error %': 100*(1-ok.mean())}
 
-# %% ../nbs/41_gradcam.ipynb #49502179
+# %% ../nbs/41_gradcam.ipynb #4c4a7625
 def gradcam_explorer(model:nn.Module, # an ImageNet-style classifier
                      images:dict, # `{name: PIL image}`
                      classes:list, # class names, in the order of the outputs
