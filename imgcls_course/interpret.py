@@ -7,14 +7,14 @@ Docs: https://imgcls-course.github.io/imgcls-course/interpret.html.md"""
 # %% auto #0
 __all__ = ['confusion_matrix', 'plot_confusion', 'most_confused', 'top_losses', 'plot_top_losses']
 
-# %% ../nbs/40_interpret.ipynb #e2e997d0
+# %% ../nbs/40_interpret.ipynb #5379c8ce
 from operator import itemgetter
 from pathlib import Path
 import numpy as np, torch
 import matplotlib.pyplot as plt
 from PIL import Image
 
-# %% ../nbs/40_interpret.ipynb #ba6d917d
+# %% ../nbs/40_interpret.ipynb #88704bb0
 def _as_int_array(a, name):
     a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
     if a.ndim != 1: raise ValueError(f"{name} must be one-dimensional (one class index per item), got shape {a.shape}")
@@ -34,7 +34,7 @@ def confusion_matrix(targs, # actual classes, one index per item
             raise ValueError(f"{name} holds class {a.min() if a.min() < 0 else a.max()}, outside 0..{n_classes-1}")
     return np.bincount(t*n_classes + p, minlength=n_classes*n_classes).reshape(n_classes, n_classes)
 
-# %% ../nbs/40_interpret.ipynb #7d363333
+# %% ../nbs/40_interpret.ipynb #f01e73ab
 def plot_confusion(cm:np.ndarray, # counts from `confusion_matrix`
                    vocab:list, # class names
                    normalize:bool=True, # divide each row by its total (rows then add up to 1)
@@ -56,7 +56,7 @@ def plot_confusion(cm:np.ndarray, # counts from `confusion_matrix`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/40_interpret.ipynb #d4bb2374
+# %% ../nbs/40_interpret.ipynb #d7a9ae58
 def most_confused(cm:np.ndarray, # counts from `confusion_matrix`
                   vocab:list, # class names
                   min_val:int=1, # smallest count to report
@@ -68,7 +68,7 @@ def most_confused(cm:np.ndarray, # counts from `confusion_matrix`
     res = [(vocab[i], vocab[j], int(cm[i, j])) for i, j in zip(*np.where(cm >= max(min_val, 1)))]
     return sorted(res, key=itemgetter(2), reverse=True)
 
-# %% ../nbs/40_interpret.ipynb #ba9c29e2
+# %% ../nbs/40_interpret.ipynb #724d0fc4
 def top_losses(losses, # one loss per item
                k:int=None, # how many (default: all)
                largest:bool=True, # largest or smallest first
@@ -89,7 +89,7 @@ def plot_top_losses(items, # the images: paths, PIL images, or `(3,H,W)` tensors
                     vocab:list, # class names
                     k:int=9, # how many images
                     ncols:int=3, figsize=None):
-    "Show the `k` images with the largest loss, titled `predicted/actual / loss / probability` like fastai; returns the figure."
+    "Show the `k` images with the largest loss, titled `predicted/actual`, `loss / probability` like fastai; returns the figure."
     if not (len(items) == len(probs) == len(targs) == len(losses)):
         raise ValueError(f"items, probs, targs and losses must have the same length, got "
                          f"{len(items)}, {len(probs)}, {len(targs)}, {len(losses)}")
@@ -100,7 +100,7 @@ def plot_top_losses(items, # the images: paths, PIL images, or `(3,H,W)` tensors
     for ax, l, i in zip(axs.flat, vals.tolist(), idx.tolist()):
         p = torch.as_tensor(probs[i])
         _show_img(ax, items[i])
-        ax.set_title(f'{vocab[int(p.argmax())]}/{vocab[int(targs[i])]} / {l:.2f} / {p.max().item():.2f}', fontsize=8)
+        ax.set_title(f'{vocab[int(p.argmax())]}/{vocab[int(targs[i])]}\n{l:.2f} / {p.max().item():.2f}', fontsize=8)
     fig.suptitle('Prediction/Actual/Loss/Probability', fontsize=10)
     fig.tight_layout()
     return fig

@@ -82,6 +82,6 @@ def test_top_losses():
     fig = plot_top_losses(imgs, probs, targs, losses, list('abcd'), k=4, ncols=2)
     titles = [ax.get_title() for ax in fig.axes if ax.images]
     k = int(top_losses(losses, 1)[1][0])
-    assert len(titles) == 4 and titles[0].startswith(f"{'abcd'[int(probs[k].argmax())]}/{'abcd'[int(targs[k])]} / ")
+    assert len(titles) == 4 and titles[0].startswith(f"{'abcd'[int(probs[k].argmax())]}/{'abcd'[int(targs[k])]}\n")
     with pytest.raises(ValueError, match='same length'): plot_top_losses(imgs[:3], probs, targs, losses, list('abcd'))
     import matplotlib.pyplot as plt; plt.close('all')
