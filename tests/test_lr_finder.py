@@ -2,6 +2,7 @@
 import copy, math, warnings
 import numpy as np, pytest, torch, torch.nn as nn
 from fastai.learner import Learner
+from conftest import ListDL
 from fastai.data.core import DataLoaders
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam, SGD
@@ -11,18 +12,8 @@ from imgcls_course.lr_finder import (lr_range_test, lr_find, suggest_lrs, minimu
                                      combined_cos, one_cycle_sched, fit_one_cycle, cycle_batches, SmoothLoss, get_hyper)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
-class ListDL:
-    "A fixed list of batches that fastai's `Learner` iterates like a `DataLoader`."
-    def __init__(self, bs): self.bs = bs
-    def __iter__(self): return iter(self.bs)
-    def __len__(self): return len(self.bs)
 
 
 def tiny_model(seed):

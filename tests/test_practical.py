@@ -7,7 +7,6 @@ from imgcls_course.practical import (class_weights, oversampling_sampler, confus
                                      group_split, random_split, consecutive_split, activation_memory, max_batch_size,
                                      shift_images, make_signs, augment_batch, sign_cnn, predict, normalize, SIGN_CLASSES)
 
-torch.set_num_threads(1)
 
 def _imbalanced(seed, n=300, k=6):
     rng = np.random.default_rng(seed)

@@ -3,6 +3,7 @@ import copy, warnings
 import numpy as np, pytest, torch, torch.nn as nn
 from fastcore.basics import even_mults as fc_even_mults
 from fastai.learner import Learner
+from conftest import ListDL
 from fastai.data.core import DataLoaders
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam
@@ -11,17 +12,8 @@ from imgcls_course.transfer import (even_mults, expand_lr, freeze, unfreeze, fre
                                     make_opt, lite0_groups, amp_train_step)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
-class ListDL:
-    def __init__(self, bs): self.bs = bs
-    def __iter__(self): return iter(self.bs)
-    def __len__(self): return len(self.bs)
 
 
 def tiny_model(seed=0):
