@@ -8,7 +8,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/cli.html.md"""
 __all__ = ['IMG_EXTS', 'FolderError', 'FolderScan', 'scan_folder', 'atomic_write', 'make_dls', 'fig_to_data_uri', 'render_report',
            'train', 'predict', 'demo', 'main']
 
-# %% ../nbs/70_cli.ipynb #b9442ae6
+# %% ../nbs/70_cli.ipynb #91ce055e
 import argparse, base64, html, io, json, os, re, sys, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
@@ -20,8 +20,9 @@ from .data import pets_path, PETS_RE
 from .models import efficientnet_lite0, pets_learner
 from .interpret import confusion_matrix, most_confused, plot_confusion
 from .gradcam import grad_cam, overlay
+from .lr_finder import lr_find, plot_lr_find, valley, minimum, steep
 
-# %% ../nbs/70_cli.ipynb #cc33061e
+# %% ../nbs/70_cli.ipynb #ed9bd8d1
 IMG_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
 
 class FolderError(ValueError):
@@ -35,7 +36,7 @@ def _check_image(fn:Path):
     if min(w, h) < 8: return f"too small ({w}x{h} px)"
     return None
 
-# %% ../nbs/70_cli.ipynb #d58e9b8e
+# %% ../nbs/70_cli.ipynb #64e0a68d
 class FolderScan:
     "The usable images of a folder, their labels, and what was left out and why."
     def __init__(self, root, files, labels, skipped, warnings):
@@ -91,7 +92,7 @@ def scan_folder(folder, # the user's folder (it is only read)
     if small: warns.append(f"Very small classes (under 10 images), expect noisy results: {', '.join(small)}")
     return FolderScan(root, good, labels, skipped, warns)
 
-# %% ../nbs/70_cli.ipynb #4b33e95f
+# %% ../nbs/70_cli.ipynb #d900f247
 class atomic_write:
     "Context manager yielding a temporary path that replaces `dest` only on success."
     def __init__(self, dest): self.dest = Path(dest)
@@ -106,7 +107,7 @@ class atomic_write:
         else: self.tmp.unlink(missing_ok=True)
         return False
 
-# %% ../nbs/70_cli.ipynb #621d42e0
+# %% ../nbs/70_cli.ipynb #eadab365
 class _LabelOf:
     "Picklable `path -> label` lookup (exported with the model)."
     def __init__(self, d): self.d = {str(k): v for k, v in d.items()}
@@ -130,14 +131,14 @@ def make_dls(scan:FolderScan, size:int=128, bs:int=32, valid_pct:float=0.2, seed
                        item_tfms=Resize(int(size*1.5)), batch_tfms=aug_transforms(size=size, min_scale=0.75))
     return dblock.dataloaders(scan.files, bs=bs, num_workers=num_workers)
 
-# %% ../nbs/70_cli.ipynb #9cc25547
+# %% ../nbs/70_cli.ipynb #c8130054
 def fig_to_data_uri(fig)->str:
     "A matplotlib figure as a `data:image/png;base64,...` URI (and close it)."
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/70_cli.ipynb #eaff59a5
+# %% ../nbs/70_cli.ipynb #552bd11e
 def _cam_overlays(learn, items, targets):
     "RGB Grad-CAM overlays (uint8 arrays) of `items` for class indices `targets`, at the model's input size."
     dl = learn.dls.test_dl(items, num_workers=0)
@@ -146,7 +147,7 @@ def _cam_overlays(learn, items, targets):
     cams = grad_cam(learn.model, xb, targets=list(targets))
     return [overlay(img, cam.numpy()) for img, cam in zip(imgs, cams)]
 
-# %% ../nbs/70_cli.ipynb #9316b8bf
+# %% ../nbs/70_cli.ipynb #deea6aa0
 def _interpret(targs, preds, vocab):
     "Confusion matrix, most-confused pairs and a plotted normalised matrix."
     cm = confusion_matrix(targs, preds, len(vocab))
@@ -180,7 +181,7 @@ def _table(header, rows):
     trs = ''.join('<tr>' + ''.join(f'<td>{html.escape(str(c))}</td>' for c in r) + '</tr>' for r in rows)
     return f'<table><tr>{th}</tr>{trs}</table>'
 
-# %% ../nbs/70_cli.ipynb #3b862310
+# %% ../nbs/70_cli.ipynb #c65870ad
 def train(folder, # folder of images: one sub-folder per class, or use `regex`
           out='imgcls-out', # where to write model.pkl, report.html and metrics.json
           regex:str=None, # label = first group of this regex on the file name
@@ -192,7 +193,7 @@ def train(folder, # folder of images: one sub-folder per class, or use `regex`
           n_cams:int=6, # Grad-CAM overlays of this many top losses
           quiet:bool=False)->dict:
     "Apply the chapter to `folder`: check, presize, find an LR, fine-tune, interpret; write model and report."
-    from fastai.vision.all import valley, minimum, steep, accuracy, error_rate
+    from fastai.vision.all import accuracy, error_rate
     say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
     t0, out = time.time(), Path(out)
     folder = Path(folder).resolve()
@@ -209,14 +210,22 @@ def train(folder, # folder of images: one sub-folder per class, or use `regex`
     if arch == 'efficientnet_lite0': arch = efficientnet_lite0
     try: learn = pets_learner(dls, arch, metrics=[accuracy, error_rate], path=tempfile.mkdtemp(prefix='imgcls-'))
     except Exception as e: raise FolderError(f"Could not build model {arch!r} ({e}); without internet use the default efficientnet_lite0") from e
-    bar = lambda: learn.no_bar() if quiet else _Null()
+    def bar():   # quiet: neither progress bars nor fastai's per-epoch printing
+        if not quiet: return _Null()
+        from fastcore.xtras import ContextManagers
+        return ContextManagers([learn.no_bar(), learn.no_logging()])
     say("[3/5] Learning-rate finder ...")
-    with bar(): sugg = learn.lr_find(num_it=lr_find_iters, show_plot=False, suggest_funcs=(valley, minimum, steep))
-    learn.recorder.plot_lr_find(); lr_fig = plt.gcf()
-    for (nm, v), c in zip(sugg._asdict().items(), ('C1', 'C2', 'C3')): lr_fig.axes[0].axvline(v, color=c, ls='--', label=f'{nm} {v:.1e}')
-    lr_fig.axes[0].legend(); lr_uri = fig_to_data_uri(lr_fig)
-    chosen = float(lr if lr is not None else sugg.valley)
-    say(f"      suggestions: valley {sugg.valley:.2e}, minimum/10 {sugg.minimum:.2e}, steep {sugg.steep:.2e}; using {chosen:.2e}")
+    # the course's LR finder (equal to fastai's lr_find, see the lesson) also copes with the short or diverging
+    # curves of small folders, where fastai's suggestions raise IndexError (fastai issue #3658)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        r = lr_find(learn.model, learn.dls.train, learn.loss_func, learn.opt, suggest_funcs=(valley, minimum, steep),
+                    show_plot=False, num_it=lr_find_iters, progress=not quiet)
+    sugg = {k: v[0] for k, v in r.suggestions.items()}
+    ax = plot_lr_find(r); ax.set_title('LR finder'); lr_uri = fig_to_data_uri(ax.figure)
+    chosen = float(lr if lr is not None else sugg.get('valley', 2e-3))
+    if sugg: say("      suggestions: " + ', '.join(f'{k} {v:.2e}' for k, v in sugg.items()) + f"; using {chosen:.2e}")
+    else: say(f"      warning: the LR finder had too few points to suggest a rate ({len(r.lrs)} steps); using {chosen:.2e}")
     say(f"[4/5] fine_tune({epochs}, base_lr={chosen:.2e}) ...")
     with bar(): learn.fine_tune(epochs, base_lr=chosen)
     names = learn.recorder.metric_names[1:-1]
@@ -242,7 +251,7 @@ def train(folder, # folder of images: one sub-folder per class, or use `regex`
     tl_uri = fig_to_data_uri(fig)
     metrics = dict(folder=str(folder), n_images=len(scan.files), n_classes=len(vocab), classes=vocab,
                    n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), skipped=[[str(p), w] for p, w in scan.skipped],
-                   lr_suggestions={k_: float(v) for k_, v in sugg._asdict().items()}, lr=chosen, epochs=epochs,
+                   lr_suggestions=sugg, lr=chosen, epochs=epochs,
                    size=size, history=history, valid_accuracy=acc, most_confused=[list(map(str, c)) for c in confused],
                    seconds=round(time.time()-t0, 1))
     sections = [
@@ -270,7 +279,7 @@ class _Null:
     def __enter__(self): return self
     def __exit__(self, *a): return False
 
-# %% ../nbs/70_cli.ipynb #d68ff0ce
+# %% ../nbs/70_cli.ipynb #82709db5
 def predict(model, # a `model.pkl` written by `train`
             images, # image files
             k:int=3, # how many classes to print per image
@@ -298,14 +307,14 @@ def predict(model, # a `model.pkl` written by `train`
             with atomic_write(Path(cam_dir)/f'{fn.stem}_cam.png') as t: Image.fromarray(ov).save(t, format='PNG')
     return res
 
-# %% ../nbs/70_cli.ipynb #546c242f
+# %% ../nbs/70_cli.ipynb #61e9c57c
 def demo(out='demo-out', # where to write the results
          epochs:int=2, size:int=128, n:int=1000, seed:int=42, quiet:bool=False)->dict:
     "Fine-tune the offline pretrained model on the synthetic pets and write the model and report to `out`."
     path = pets_path(n=n, seed=seed)
     return train(path/'images', out=out, regex=PETS_RE, epochs=epochs, size=size, seed=seed, quiet=quiet)
 
-# %% ../nbs/70_cli.ipynb #783df9cf
+# %% ../nbs/70_cli.ipynb #9ed67504
 def _parser():
     p = argparse.ArgumentParser(prog='imgcls-course', description="Apply fastbook ch. 5 to a folder of images.")
     sub = p.add_subparsers(dest='cmd', required=True)

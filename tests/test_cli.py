@@ -110,3 +110,9 @@ def test_crash_while_writing_leaves_no_half_written_outputs(trained, tmp_path, m
     with pytest.raises(OSError, match='disk full'):
         cli.train(trained[1], out=out, epochs=1, size=64, bs=8, lr_find_iters=8, n_cams=2, quiet=True)
     assert sorted(o.name for o in out.iterdir()) == ['keep.txt']
+
+def test_small_folder_with_default_lr_finder_settings(trained, tmp_path):
+    "40 LR-finder steps on a 3-batch folder diverge early: fastai's suggestions raise IndexError there, ours fall back."
+    import imgcls_course.cli as cli
+    m = cli.train(trained[1], out=tmp_path/'o', epochs=1, size=64, bs=8, n_cams=2, quiet=True)
+    assert m['lr'] > 0 and (tmp_path/'o'/'report.html').exists()
