@@ -8,7 +8,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/cli.html.md"""
 __all__ = ['IMG_EXTS', 'FolderError', 'FolderScan', 'scan_folder', 'atomic_write', 'make_dls', 'fig_to_data_uri', 'render_report',
            'train', 'predict', 'demo', 'main']
 
-# %% ../nbs/70_cli.ipynb #91ce055e
+# %% ../nbs/70_cli.ipynb #dd450c04
 import argparse, base64, html, io, json, os, re, sys, tempfile, time, warnings
 from collections import Counter
 from pathlib import Path
@@ -22,7 +22,7 @@ from .interpret import confusion_matrix, most_confused, plot_confusion
 from .gradcam import grad_cam, overlay
 from .lr_finder import lr_find, plot_lr_find, valley, minimum, steep
 
-# %% ../nbs/70_cli.ipynb #ed9bd8d1
+# %% ../nbs/70_cli.ipynb #a8529c4b
 IMG_EXTS = {'.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff'}
 
 class FolderError(ValueError):
@@ -36,7 +36,7 @@ def _check_image(fn:Path):
     if min(w, h) < 8: return f"too small ({w}x{h} px)"
     return None
 
-# %% ../nbs/70_cli.ipynb #64e0a68d
+# %% ../nbs/70_cli.ipynb #760e7d1d
 class FolderScan:
     "The usable images of a folder, their labels, and what was left out and why."
     def __init__(self, root, files, labels, skipped, warnings):
@@ -92,7 +92,7 @@ def scan_folder(folder, # the user's folder (it is only read)
     if small: warns.append(f"Very small classes (under 10 images), expect noisy results: {', '.join(small)}")
     return FolderScan(root, good, labels, skipped, warns)
 
-# %% ../nbs/70_cli.ipynb #d900f247
+# %% ../nbs/70_cli.ipynb #40cd6653
 class atomic_write:
     "Context manager yielding a temporary path that replaces `dest` only on success."
     def __init__(self, dest): self.dest = Path(dest)
@@ -107,7 +107,7 @@ class atomic_write:
         else: self.tmp.unlink(missing_ok=True)
         return False
 
-# %% ../nbs/70_cli.ipynb #eadab365
+# %% ../nbs/70_cli.ipynb #c80ab1d5
 class _LabelOf:
     "Picklable `path -> label` lookup (exported with the model)."
     def __init__(self, d): self.d = {str(k): v for k, v in d.items()}
@@ -131,14 +131,14 @@ def make_dls(scan:FolderScan, size:int=128, bs:int=32, valid_pct:float=0.2, seed
                        item_tfms=Resize(int(size*1.5)), batch_tfms=aug_transforms(size=size, min_scale=0.75))
     return dblock.dataloaders(scan.files, bs=bs, num_workers=num_workers)
 
-# %% ../nbs/70_cli.ipynb #c8130054
+# %% ../nbs/70_cli.ipynb #5cfb205f
 def fig_to_data_uri(fig)->str:
     "A matplotlib figure as a `data:image/png;base64,...` URI (and close it)."
     import matplotlib.pyplot as plt
     buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=80, bbox_inches='tight'); plt.close(fig)
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
-# %% ../nbs/70_cli.ipynb #552bd11e
+# %% ../nbs/70_cli.ipynb #e9a38421
 def _cam_overlays(learn, items, targets):
     "RGB Grad-CAM overlays (uint8 arrays) of `items` for class indices `targets`, at the model's input size."
     dl = learn.dls.test_dl(items, num_workers=0)
@@ -147,7 +147,7 @@ def _cam_overlays(learn, items, targets):
     cams = grad_cam(learn.model, xb, targets=list(targets))
     return [overlay(img, cam.numpy()) for img, cam in zip(imgs, cams)]
 
-# %% ../nbs/70_cli.ipynb #deea6aa0
+# %% ../nbs/70_cli.ipynb #793575e2
 def _interpret(targs, preds, vocab):
     "Confusion matrix, most-confused pairs and a plotted normalised matrix."
     cm = confusion_matrix(targs, preds, len(vocab))
@@ -181,7 +181,7 @@ def _table(header, rows):
     trs = ''.join('<tr>' + ''.join(f'<td>{html.escape(str(c))}</td>' for c in r) + '</tr>' for r in rows)
     return f'<table><tr>{th}</tr>{trs}</table>'
 
-# %% ../nbs/70_cli.ipynb #c65870ad
+# %% ../nbs/70_cli.ipynb #efeaa6dc
 def train(folder, # folder of images: one sub-folder per class, or use `regex`
           out='imgcls-out', # where to write model.pkl, report.html and metrics.json
           regex:str=None, # label = first group of this regex on the file name
@@ -279,7 +279,7 @@ class _Null:
     def __enter__(self): return self
     def __exit__(self, *a): return False
 
-# %% ../nbs/70_cli.ipynb #82709db5
+# %% ../nbs/70_cli.ipynb #f03bad55
 def predict(model, # a `model.pkl` written by `train`
             images, # image files
             k:int=3, # how many classes to print per image
@@ -307,14 +307,14 @@ def predict(model, # a `model.pkl` written by `train`
             with atomic_write(Path(cam_dir)/f'{fn.stem}_cam.png') as t: Image.fromarray(ov).save(t, format='PNG')
     return res
 
-# %% ../nbs/70_cli.ipynb #61e9c57c
+# %% ../nbs/70_cli.ipynb #30d9e93f
 def demo(out='demo-out', # where to write the results
          epochs:int=2, size:int=128, n:int=1000, seed:int=42, quiet:bool=False)->dict:
     "Fine-tune the offline pretrained model on the synthetic pets and write the model and report to `out`."
     path = pets_path(n=n, seed=seed)
     return train(path/'images', out=out, regex=PETS_RE, epochs=epochs, size=size, seed=seed, quiet=quiet)
 
-# %% ../nbs/70_cli.ipynb #9ed67504
+# %% ../nbs/70_cli.ipynb #b8283b3b
 def _parser():
     p = argparse.ArgumentParser(prog='imgcls-course', description="Apply fastbook ch. 5 to a folder of images.")
     sub = p.add_subparsers(dest='cmd', required=True)
