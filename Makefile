@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 
-.PHONY: demo test install nbtest pytest export clean-nbs docs-proc bench
+.PHONY: demo test install lint nbtest pytest export clean-nbs docs-proc bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ demo: $(STAMP)
 
 # nbdev-test runs 2 notebooks at once on 2 cores: one thread each, or they wait on each other.
 test: $(STAMP)
+	$(BIN)/ruff check --select F imgcls_course tests bench
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/pytest -q tests
+
+# pyflakes rules only (undefined names, unused imports and variables, redefinitions)
+lint: $(STAMP)
+	$(BIN)/ruff check --select F imgcls_course tests bench
 
 nbtest: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing

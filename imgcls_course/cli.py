@@ -217,7 +217,7 @@ def train(folder, # folder of images: one sub-folder per class, or use `regex`
     say("[3/5] Learning-rate finder ...")
     # the course's LR finder (equal to fastai's lr_find, see the lesson) also copes with the short or diverging
     # curves of small folders, where fastai's suggestions raise IndexError (fastai issue #3658)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True):
         warnings.simplefilter('always')
         r = lr_find(learn.model, learn.dls.train, learn.loss_func, learn.opt, suggest_funcs=(valley, minimum, steep),
                     show_plot=False, num_it=lr_find_iters, progress=not quiet)

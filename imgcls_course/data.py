@@ -9,7 +9,7 @@ __all__ = ['BREEDS', 'LOOKALIKES', 'PETS_RE', 'DATA_VERSION', 'REAL_PHOTOS', 'is
            'make_pets', 'pets_path', 'load_boxes', 'show_pets', 'real_photo', 'real_photos_path', 'oxford_pets_path']
 
 # %% ../nbs/00_data.ipynb #3c137a75
-import csv, math, os, re, shutil, tempfile, hashlib
+import csv, math, os, shutil, tempfile
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter

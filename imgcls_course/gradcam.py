@@ -14,7 +14,6 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import cv2
 from PIL import Image
 from fastai.vision.all import imagenet_stats
-from fastprogress.fastprogress import progress_bar
 
 # %% ../nbs/41_gradcam.ipynb #e8115502
 class Hook:

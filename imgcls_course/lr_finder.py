@@ -10,10 +10,10 @@ __all__ = ['get_hyper', 'set_hyper', 'opt_groups', 'clear_state', 'sched_exp', '
            'plot_lr_find', 'lr_find', 'combined_cos', 'one_cycle_sched', 'evaluate', 'fit_one_cycle']
 
 # %% ../nbs/30_lr_finder.ipynb #7fdb811d
-import math, copy, itertools, warnings
+import math, copy, warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import numpy as np, torch, torch.nn as nn
 import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
 

@@ -6,10 +6,10 @@ Docs: https://imgcls-course.github.io/imgcls-course/models.html.md"""
 
 # %% auto #0
 __all__ = ['lite0_weights_path', 'load_by_position', 'efficientnet_lite0', 'imagenet_categories', 'imagenet_tensor',
-           'imagenet_predict', 'pets_dblock', 'pets_dls', 'pets_learner', 'trained_pets_learner']
+           'imagenet_predict', 'lite0_split', 'pets_dblock', 'pets_dls', 'pets_learner', 'trained_pets_learner']
 
 # %% ../nbs/01_models.ipynb #f3832a95
-import os, warnings
+import warnings
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
@@ -19,7 +19,7 @@ from fastcore.foundation import L
 from fastai.torch_core import params, set_seed
 from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr,
                                get_image_files, Resize, aug_transforms, vision_learner, model_meta,
-                               imagenet_stats, error_rate, load_learner, Normalize)
+                               imagenet_stats, error_rate, Normalize)
 from .data import pets_path, cache_dir, file_lock, PETS_RE
 
 # %% ../nbs/01_models.ipynb #fefa5a3e
@@ -80,8 +80,13 @@ def imagenet_predict(model:nn.Module, # an ImageNet classifier
     return [(int(j), names[j], float(q)) for q, j in zip(v, i)]
 
 # %% ../nbs/01_models.ipynb #a5869a25
-def _lite0_split(m): return L(m[0][:3], m[0][3:], m[1:]).map(params)
-model_meta[efficientnet_lite0] = {'cut': -2, 'split': _lite0_split, 'stats': imagenet_stats}
+def lite0_split(m:nn.Module # `nn.Sequential(body, head)` with a Lite0 body cut at -2
+               )->L: # three lists of parameters
+    "Lite0's parameter groups: stem + stages 1-3, stages 4-7 + head conv, the new head."
+    stem, bn1, blocks, conv_head, bn2 = m[0]
+    return L(nn.Sequential(stem, bn1, blocks[:3]), nn.Sequential(blocks[3:], conv_head, bn2), m[1:]).map(params)
+
+model_meta[efficientnet_lite0] = {'cut': -2, 'split': lite0_split, 'stats': imagenet_stats}
 
 # %% ../nbs/01_models.ipynb #2a9702ff
 def pets_dblock(size:int=128, # final image size
@@ -116,7 +121,7 @@ def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
                          cpu:bool=True, show_progress:bool=False):
     "A learner fine-tuned on the synthetic pets (trained once, then loaded from the cache)."
     from fastai.learner import load_learner
-    key = f'lite0_pets_n{n}_s{seed}_sz{size}_e{epochs}_lr{base_lr}'
+    key = f'lite0_pets_v2_n{n}_s{seed}_sz{size}_e{epochs}_lr{base_lr}'   # v2: the split inside the stages
     fn = cache_dir()/'models'/f'{key}.pkl'
     fn.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(fn.with_suffix('.lock')):

@@ -12,15 +12,15 @@ __all__ = ['SIGN_CLASSES', 'SIGN_FAMILY', 'make_signs', 'sign_cnn', 'augment_bat
            'lab_cnn']
 
 # %% ../nbs/50_practical.ipynb #b81e8366
-import math, copy, time
-from collections import Counter
+import math, copy
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 from torch.utils.data import TensorDataset, DataLoader, WeightedRandomSampler
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.callback.core import Callback
-import fastai.callback.progress, fastai.callback.schedule  # add `Learner.no_bar`, `fit_one_cycle`
+import fastai.callback.progress, fastai.callback.schedule  # noqa: F401  (they add `Learner.no_bar`, `fit_one_cycle`)
+import matplotlib.pyplot as plt
 from fastai.metrics import accuracy
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed

@@ -335,7 +335,7 @@ class PresizeAug(RandTransform):
     def encodes(self, x:TensorImage):
         return TensorImage(presize_batch(x, self.size, self.params, ss=self.ss, mode=self.mode,
                                          pad_mode=self.pad_mode, align_corners=self.align_corners))
-    def encodes(self, x:TensorMask|TensorPoint|TensorBBox):
+    def encodes(self, x:TensorMask|TensorPoint|TensorBBox):  # noqa: F811 (fastcore dispatches on the type)
         raise NotImplementedError("PresizeAug transforms images only; use fastai's aug_transforms for masks, points and boxes")
 
 # %% ../nbs/20_presizing.ipynb #e865cf08

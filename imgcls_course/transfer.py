@@ -12,14 +12,14 @@ __all__ = ['lite0_groups', 'norm_params', 'freeze_to', 'freeze', 'unfreeze', 'ma
 import warnings, time
 import numpy as np, torch, torch.nn as nn
 import matplotlib.pyplot as plt
-from .lr_finder import (opt_groups, clear_state, get_hyper, set_hyper, fit_one_cycle, evaluate,
-                                     lr_find, minimum, steep, valley, plot_lr_find)
+from .lr_finder import opt_groups, clear_state, fit_one_cycle
+from .models import lite0_split
 
 # %% ../nbs/31_transfer.ipynb #e6d8aa26
 def lite0_groups(model:nn.Module, # `nn.Sequential(body, head)` with an EfficientNet-Lite0 body
                 )->list: # three lists of parameters
-    "The three parameter groups of a Lite0 learner: early body, late body, head."
-    return [list(model[0][:3].parameters()), list(model[0][3:].parameters()), list(model[1:].parameters())]
+    "The three parameter groups of a Lite0 learner (`models.lite0_split`): stem + stages 1-3, stages 4-7 + head conv, head."
+    return [list(g) for g in lite0_split(model)]
 
 # %% ../nbs/31_transfer.ipynb #1c2a2dab
 def norm_params(model:nn.Module)->list:

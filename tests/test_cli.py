@@ -1,5 +1,5 @@
 "The command-line tool end to end: a messy folder, the report in a real browser, predict, atomic outputs."
-import json, os, re, shutil, subprocess, sys
+import json, os, re, shutil, subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 import pytest

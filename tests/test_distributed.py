@@ -1,12 +1,12 @@
 "Distributed training on CPU processes (gloo): real 1- and 2-process runs, and the pieces they rely on."
-import math, os, warnings
+import math, warnings
 import pytest, torch, torch.distributed as dist
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 from fastai.data.load import DataLoader
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.vision.all import Learner, error_rate
 from imgcls_course.distributed import (GlooDistributedDL, CPUDistributedTrainer, distrib_ctx_cpu, auto_distrib_ctx,
-                                       ItemLog, ItemLogCallback, pets_subset, shard_dls, tiny_cnn, launch, launch_cmd,
+                                       ItemLog, pets_subset, shard_dls, tiny_cnn, launch, launch_cmd,
                                        free_port)
 
 # ---------------------------------------------------------------- the pieces, in this process
@@ -73,7 +73,7 @@ def test_bad_inputs(monkeypatch):
     with pytest.raises(ValueError, match='not a multiple'): shard_dls(pets_subset(2), bs=32)
 
 def test_item_log():
-    log, cb = ItemLog(), None
+    log = ItemLog()
     assert log('x') == 'x' and log.seen == {}
     log.tag = 'a'; log('y')
     assert log.seen == {'a': ['y']}

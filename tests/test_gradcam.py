@@ -8,7 +8,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from imgcls_course.models import efficientnet_lite0
 from imgcls_course.gradcam import (grad_cam, normalize_cam, overlay, last_spatial_layer, class_activation_map, Hook,
-                                   train_state, cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores)
+                                   cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores)
 
 
 @pytest.fixture(scope='module')

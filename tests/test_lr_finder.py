@@ -1,5 +1,5 @@
 "Our LR range test, suggestion rules and one-cycle schedule against fastai's, on tiny synthetic models."
-import copy, math, warnings
+import copy, math
 import numpy as np, pytest, torch, torch.nn as nn
 from fastai.learner import Learner
 from conftest import ListDL
@@ -9,7 +9,7 @@ from fastai.optimizer import Adam, SGD
 from fastai.torch_core import params
 from fastai.callback import schedule as fs
 from imgcls_course.lr_finder import (lr_range_test, lr_find, suggest_lrs, minimum, steep, valley, slide, sched_exp,
-                                     combined_cos, one_cycle_sched, fit_one_cycle, cycle_batches, SmoothLoss, get_hyper)
+                                     combined_cos, one_cycle_sched, fit_one_cycle, SmoothLoss, get_hyper)
 
 
 

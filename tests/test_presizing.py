@@ -1,5 +1,5 @@
 "Tests for `imgcls_course.presizing`: equivalence with fastai, geometry of the benchmark, determinism, bad input."
-import hashlib, math, os, random, struct, zlib, warnings
+import hashlib, math, random, struct, zlib, warnings
 from pathlib import Path
 import numpy as np, pytest, torch, torch.nn.functional as F
 from PIL import Image

@@ -1,7 +1,5 @@
 "Packaging and nbdev hygiene: notebooks clean, library in sync, the docs build's processing, fresh install."
 import ast, json, os, subprocess, sys, zipfile
-from pathlib import Path
-import pytest
 from conftest import ROOT, BIN, copy_project
 
 def _run(cmd, cwd, **kw):

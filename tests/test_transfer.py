@@ -1,5 +1,5 @@
 "Freezing, slice expansion and `fine_tune` against fastai's, on tiny synthetic models and on the pets learner."
-import copy, warnings
+import copy
 import numpy as np, pytest, torch, torch.nn as nn
 from fastcore.basics import even_mults as fc_even_mults
 from fastai.learner import Learner
