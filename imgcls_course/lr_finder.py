@@ -1,4 +1,4 @@
-"""Leslie Smith's LR range test and the one-cycle schedule, from scratch in plain PyTorch, with fastai's four suggestion rules, checked against fastai's `lr_find` and `fit_one_cycle`.
+"""The LR range test (Leslie Smith's idea, in fastai's form: an exponential sweep over a hundred mini-batches) and one-cycle training (Smith's policy, in fastai's form: half-cosine phases), from scratch in plain PyTorch, with fastai's four suggestion rules, checked against fastai's `lr_find` and `fit_one_cycle`.
 
 Docs: https://imgcls-course.github.io/imgcls-course/lr_finder.html.md"""
 
