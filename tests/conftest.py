@@ -1,4 +1,4 @@
-import shutil, subprocess, sys
+import os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -34,3 +34,34 @@ class ListDL:
 @pytest.fixture(scope='session')
 def project_copy(tmp_path_factory):
     return copy_project(tmp_path_factory.mktemp('proj'))
+
+# Headless Chromium, as Debian packages it (`.ci/run` installs it when missing). Flags that work on this machine:
+# no sandbox (root in a container), no GPU, and no background traffic (there is no internet).
+CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+                  '--disable-background-networking', '--disable-component-update', '--disable-sync']
+
+def chromium()->str:
+    "Path of a Chromium binary; fails in CI (which must install it), skips elsewhere when there is none."
+    for c in ('chromium', 'chromium-browser', 'google-chrome'):
+        if shutil.which(c): return shutil.which(c)
+    if os.environ.get('CI'): pytest.fail("CI must install Debian's chromium to test pages in a browser")
+    pytest.skip("no chromium here (CI installs it)")
+
+def dump_dom(url:str, profile:Path, budget_ms:int=5000, timeout:int=120, extra=())->str:
+    "The DOM of `url` after its load event (and `budget_ms` of virtual time), in a fresh profile at `profile`."
+    r = subprocess.run([chromium(), *CHROMIUM_FLAGS, f'--user-data-dir={profile}', f'--virtual-time-budget={budget_ms}',
+                        *extra, '--dump-dom', url], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"chromium failed on {url}: {r.stderr[-2000:]}"
+    return r.stdout
+
+def proc_nbs(project:Path)->Path:
+    "Run `nbdev-proc-nbs` (the docs build's step before quarto) in `project`; return its `_proc` folder."
+    r = subprocess.run([BIN/'nbdev-proc-nbs', '--n-workers', '1'], cwd=project, capture_output=True, text=True, timeout=900,
+                       env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return project/'_proc'
+
+@pytest.fixture(scope='session')
+def docs_proc(project_copy):
+    "`_proc` of the session's project copy, processed once for every test that needs it."
+    return proc_nbs(project_copy)
