@@ -1,4 +1,4 @@
-"""Softmax, log-softmax, negative log-likelihood, cross-entropy and binary cross-entropy written from scratch, numerically stable, and checked against PyTorch.
+"""Cross-entropy in five lines, checked against PyTorch; then softmax, log-softmax, negative log-likelihood, cross-entropy and binary cross-entropy written from scratch, numerically stable and general, and checked against PyTorch.
 
 Docs: https://imgcls-course.github.io/imgcls-course/cross_entropy.html.md"""
 
@@ -53,6 +53,7 @@ def _check_weight(weight, x, fn):
         raise ValueError(f"{fn}: weight must be a 1D tensor with one value per class ({x.shape[1]}), got {shape}")
     return weight.to(x.dtype)
 
+# %% ../nbs/10_cross_entropy.ipynb #a5ab3e5d
 def _nll(logp, targ, weight, reduction, ignore_index):
     "`nll_loss` on checked inputs that have a batch dimension."
     keep = targ != ignore_index
