@@ -6,7 +6,10 @@ On the same images and the same random parameters (drawn like `aug_transforms(si
   2. padded pixels: the fraction of output pixels that come from padding (run on an all-ones image with
      zero padding);
   3. throughput of the batch step, batch of 64 presized 460 px items -> 224 px, interleaved repeats.
-Prints a markdown table and writes it to bench/results/presizing.md.
+Fidelity is also compared image by image: each pipeline's PSNR minus fastai's on the same image, as mean,
+spread and range, split by how many times fastai resampled that image (two, or three when its crop is
+above twice the output size and `_grid_sample` first shrinks it with `F.interpolate`, counted by a hook).
+Prints markdown tables and findings and writes them to bench/results/presizing.md.
 
     python bench/presizing_bench.py            # full run (about 2 minutes on 2 idle cores)
     python bench/presizing_bench.py --quick    # fewer images and repeats
@@ -15,6 +18,7 @@ import argparse, os, platform, statistics, sys, time, warnings
 from pathlib import Path
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 import numpy as np, torch
+import torch.nn.functional as F
 from PIL import Image
 from skimage.metrics import structural_similarity
 import fastai
@@ -38,11 +42,21 @@ def _t(img): return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).fl
 def _ssim(a, b): return structural_similarity(a[0].permute(1, 2, 0).numpy(), b[0].permute(1, 2, 0).numpy(),
                                               channel_axis=2, data_range=1.)
 
+class CountInterpolate:
+    "Count the calls to `F.interpolate` (fastai's `_grid_sample` calls it before shrinking a crop by more than 2x)."
+    def __enter__(self):
+        self.n, self.orig = 0, F.interpolate
+        def f(*a, **k):   # plain tensors in, so that fastai's tensor subclass does not dispatch (and count) twice
+            self.n += 1
+            return self.orig(*[o.as_subclass(torch.Tensor) if torch.is_tensor(o) else o for o in a], **k)
+        F.interpolate = f; return self
+    def __exit__(self, *a): F.interpolate = self.orig
+
 def fidelity(images, seed=0):
-    "Per pipeline: lists of PSNR, SSIM and padded fraction over `images` [(kind, PIL image)]."
+    "Per pipeline: lists of PSNR, SSIM, padded fraction (and fastai's resample count) over `images` [(kind, PIL image)]."
     torch.manual_seed(seed); rng = np.random.default_rng(seed)
     prm = as_fastai_crop(draw_params(len(images)), P)   # one crop both ours and fastai can take exactly
-    res = {k: dict(psnr=[], ssim=[], pad=[], kind=[]) for k in NAMES}
+    res = {k: dict(psnr=[], ssim=[], pad=[], kind=[], fa_resamples=[]) for k in NAMES}
     ones_big, ones_small = torch.ones(1, 1, P, P), torch.ones(1, 1, S, S)
     for i, (kind, im) in enumerate(images):
         q = {k: v[i:i+1] for k, v in prm.items()}
@@ -53,10 +67,11 @@ def fidelity(images, seed=0):
         small = _t(im.resize((S, S), Image.BILINEAR, box=sub))
         nocrop = {**q, 'scale': torch.ones(1), 'tx': torch.full((1,), .5), 'ty': torch.full((1,), .5)}
         ref = render_reference(orig, box_mat(box, (W0, H0)) @ presize_matrix(q, (P, P), (S, S)), S)
+        with CountInterpolate() as c: y_fa = fastai_augment(big, q, S)
         out = {
             'naive': (naive_augment(small, q), render_reference(orig, box_mat(sub, (W0, H0)) @ presize_matrix(nocrop, (S, S), (S, S)), S),
                       naive_augment(ones_small, q, pad_mode='zeros')),
-            'fastai': (fastai_augment(big, q, S), render_reference(orig, box_mat(box, (W0, H0), P) @ fastai_matrix(prm, i, P), S, grid_align=True),
+            'fastai': (y_fa, render_reference(orig, box_mat(box, (W0, H0), P) @ fastai_matrix(prm, i, P), S, grid_align=True),
                        fastai_augment(ones_big, q, S, pad_mode='zeros')),
             'ours1': (presize_batch(big, S, q, ss=1), ref, presize_batch(ones_big, S, q, ss=1, pad_mode='zeros')),
             'ours': (presize_batch(big, S, q), ref, presize_batch(ones_big, S, q, pad_mode='zeros')),
@@ -64,11 +79,11 @@ def fidelity(images, seed=0):
         for k, (y, r, ones) in out.items():
             y = y.clamp(0, 1)
             res[k]['psnr'].append(psnr(y, r).item()); res[k]['ssim'].append(_ssim(y, r[None] if r.ndim == 3 else r))
-            res[k]['pad'].append(1 - ones.mean().item()); res[k]['kind'].append(kind)
+            res[k]['pad'].append(1 - ones.mean().item()); res[k]['kind'].append(kind); res[k]['fa_resamples'].append(2 + min(c.n, 1))
     return res
 
 def throughput(batch, repeats, device='cpu'):
-    "Median images/s of each batch step on `batch` (n,3,P,P), repeats interleaved."
+    "Median images/s of each batch step on `batch` (n,3,P,P), and the range of its speed ratio to fastai over the interleaved repeats."
     x = TensorImage(batch.to(device))
     x_small = torch.nn.functional.interpolate(batch, size=(S, S), mode='area').to(device)
     fa = Pipeline(aug_transforms(size=S, min_scale=0.75, max_lighting=0.), split_idx=0)
@@ -81,7 +96,18 @@ def throughput(batch, repeats, device='cpu'):
     for _ in range(repeats):
         for k, f in fns.items():
             sync(); t = time.perf_counter(); f(); sync(); times[k].append(time.perf_counter() - t)
-    return {k: len(batch)/statistics.median(v) for k, v in times.items()}
+    ratio = {k: [tf/tk for tf, tk in zip(times['fastai'], v)] for k, v in times.items()}
+    return {k: len(batch)/statistics.median(v) for k, v in times.items()}, {k: (min(r), max(r)) for k, r in ratio.items()}
+
+def ratio_cell(speed, rng, k):
+    "Speed relative to fastai's: the ratio of medians, and the lowest and highest ratio over the repeats."
+    return '1.00x' if k == 'fastai' else f"{speed[k]/speed['fastai']:.2f}x ({rng[k][0]:.2f}-{rng[k][1]:.2f})"
+
+def diff_cell(d):
+    "mean ± std [min, max] of per-image differences, in dB."
+    if len(d) == 0: return '-'
+    sd = f" ± {np.std(d, ddof=1):.2f}" if len(d) > 1 else ''
+    return f"{np.mean(d):+.2f}{sd} [{np.min(d):+.2f}, {np.max(d):+.2f}]"
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -100,8 +126,8 @@ def main():
     fid = fidelity(images)
     t_fid = time.perf_counter() - t0
     batch = torch.cat([_t(presize_item(open_rgb(f), P)) for f in files[:64]])
-    cpu = throughput(batch, a.repeats)
-    gpu = throughput(batch, a.repeats, 'cuda') if torch.cuda.is_available() else None
+    cpu, cpu_rng = throughput(batch, a.repeats)
+    gpu, gpu_rng = throughput(batch, a.repeats, 'cuda') if torch.cuda.is_available() else (None, None)
     load1 = os.getloadavg()
     ss = auto_ss(presize_matrix(draw_params(64), (P, P), (S, S)), (P, P), (S, S))
 
@@ -110,14 +136,51 @@ def main():
         return float(np.mean(v))
     n_pets = sum(k == 'pets' for k, _ in images)
     hdr = ['batch step', 'resamples (item + batch)', f'PSNR pets ({n_pets}), dB', f'PSNR photos ({len(REAL_PHOTOS)}), dB',
-           'SSIM (all)', 'padded pixels', 'CPU img/s', 'CPU vs fastai'] + (['GPU img/s', 'GPU vs fastai'] if gpu else [])
+           'SSIM (all)', 'padded pixels', 'CPU img/s', 'CPU vs fastai (range)'] + (['GPU img/s', 'GPU vs fastai (range)'] if gpu else [])
     rows = []
     for k in NAMES:
         r = [NAMES[k], RESAMPLES[k], f"{mean(k, 'psnr', 'pets'):.2f}", f"{mean(k, 'psnr', 'photos'):.2f}",
-             f"{mean(k, 'ssim'):.4f}", f"{100*mean(k, 'pad'):.2f}%", f"{cpu[k]:.0f}", f"{cpu[k]/cpu['fastai']:.2f}x"]
-        if gpu: r += [f"{gpu[k]:.0f}", f"{gpu[k]/gpu['fastai']:.2f}x"]
+             f"{mean(k, 'ssim'):.4f}", f"{100*mean(k, 'pad'):.2f}%", f"{cpu[k]:.0f}",
+             ratio_cell(cpu, cpu_rng, k)]
+        if gpu: r += [f"{gpu[k]:.0f}", ratio_cell(gpu, gpu_rng, k)]
         rows.append(r)
+    RESAMPLES['fastai'] = '1 + 2 or 1 + 3'
+    for r, k in zip(rows, NAMES): r[1] = RESAMPLES[k]
     md = ['| ' + ' | '.join(hdr) + ' |', '|' + '---|'*len(hdr)] + ['| ' + ' | '.join(r) + ' |' for r in rows]
+
+    # per-image PSNR differences from fastai, split by kind and by fastai's number of batch resamples
+    kinds, n_fa = np.array(fid['fastai']['kind']), np.array(fid['fastai']['fa_resamples'])
+    groups = [(kd, nr) for kd in ('pets', 'photos') for nr in (2, 3)]
+    gname = {2: 'fastai resampled twice', 3: 'three times'}
+    hdr2 = ['PSNR minus fastai\'s, same image, dB'] + [f"{kd}, {gname[nr]} ({((kinds == kd) & (n_fa == nr)).sum()})" for kd, nr in groups] \
+           + [f'images ahead of fastai (of {len(kinds)})']
+    diffs, rows2 = {}, []
+    for k in ('naive', 'ours1', 'ours'):
+        d = np.array(fid[k]['psnr']) - np.array(fid['fastai']['psnr']); diffs[k] = d
+        rows2.append([NAMES[k].split(':')[0].split(' (')[0]] + [diff_cell(d[(kinds == kd) & (n_fa == nr)]) for kd, nr in groups]
+                     + [f"{(d > 0).sum()}"])
+    md += ['', '| ' + ' | '.join(hdr2) + ' |', '|' + '---|'*len(hdr2)] + ['| ' + ' | '.join(r) + ' |' for r in rows2]
+
+    two, three = n_fa == 2, n_fa == 3
+    def m(x, fmt='+.1f'): return format(float(np.mean(x)), fmt) if len(x) else 'n/a' 
+    d, d1 = diffs['ours'], diffs['ours1']
+    pad = {k: 100*mean(k, 'pad') for k in NAMES}
+    findings = [
+        '',
+        'Findings (computed from the tables above):',
+        f"- The naive pipeline is behind fastai on {(diffs['naive'] < 0).sum()} of {len(kinds)} images (its closest: "
+        f"{diffs['naive'].max():+.1f} dB) and pads {pad['naive']/pad['fastai']:.1f}x as many pixels as fastai.",
+        f"- fastai resampled {three.sum()} of {len(kinds)} images three times ({three.mean():.0%}: one crop is drawn per image here, "
+        "one per batch in training). Those images cost fastai most: ours (`ss=\"auto\"`) is ahead there by "
+        f"{m(d[three])} dB on average, against {m(d[two])} dB on the {two.sum()} images fastai resampled twice.",
+        f"- Ours with `ss=\"auto\"` is ahead of fastai on {(d > 0).sum()} of {len(kinds)} images; the smallest lead is {d.min():+.2f} dB.",
+        f"- Ours with `ss=1` is ahead on {(d1[two] > 0).sum()} of the {two.sum()} images fastai resampled twice "
+        f"(mean {m(d1[two], '+.2f')} dB) and on {(d1[three] > 0).sum()} of the {three.sum()} it resampled three times "
+        f"(mean {m(d1[three], '+.2f')} dB).",
+        f"- Speed of the batch step on the CPU: `ss=\"auto\"` {cpu['ours']/cpu['fastai']:.1f}x fastai's "
+        f"({cpu_rng['ours'][0]:.1f}-{cpu_rng['ours'][1]:.1f}x over the repeats), `ss=1` {cpu['ours1']/cpu['fastai']:.1f}x "
+        f"({cpu_rng['ours1'][0]:.1f}-{cpu_rng['ours1'][1]:.1f}x).",
+    ]
     dev = torch.cuda.get_device_name() if gpu else 'none lent to this run'
     notes = [
         '',
@@ -126,15 +189,16 @@ def main():
         f"for every pipeline; items presized to {P} px (random crop position), output {S} px. Each pipeline is compared with a "
         "reference rendered once from the full-resolution original with that pipeline's own geometry, 8x8 supersampled. "
         "Padded pixels: share of the output that comes from outside the image the batch step was given (zero padding on an "
-        "all-ones image). Throughput: the batch step only, a batch of 64 presized pets "
+        "all-ones image). PSNR minus fastai's: mean ± standard deviation [min, max] over the images of each group, their "
+        "number in the header. Throughput: the batch step only, a batch of 64 presized pets "
         f"(fastai: `aug_transforms(size={S}, min_scale=0.75, max_lighting=0)`, lighting off for both; "
         f"naive: its 4 resamples at {S} px), median of {a.repeats} interleaved repeats; `ss=\"auto\"` chose ss={ss} here.",
         f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__} with {torch.get_num_threads()} threads, "
         f"fastai {fastai.__version__}; GPU: {dev}. Load average {load0[0]:.1f} before, {load1[0]:.1f} after on "
         f"{os.cpu_count()} cores: other jobs shared the CPU, so absolute img/s are low and noisy; the ratios come from "
-        "interleaved runs in one process.",
+        "interleaved runs in one process (the range is the lowest and highest ratio over the repeats).",
     ]
-    text = '\n'.join(md + notes) + '\n'
+    text = '\n'.join(md + findings + notes) + '\n'
     print(text)
     print(f"(fidelity pass {t_fid:.0f} s)", file=sys.stderr)
     out = Path(a.out); out.parent.mkdir(parents=True, exist_ok=True); out.write_text(text)

@@ -1,4 +1,4 @@
-"""Files as data, fastai's `DataBlock` and how to debug one, and presizing from scratch: a crop at the item level, then every augmentation and the final resize in one `grid_sample` per batch, measured against fastai's pipeline.
+"""The book's pets `DataBlock` with presizing and how to check it with `summary`; then presizing from scratch: a crop at the item level, every augmentation and the final resize in one `grid_sample` per batch, measured against fastai's pipeline.
 
 Docs: https://imgcls-course.github.io/imgcls-course/presizing.html.md"""
 

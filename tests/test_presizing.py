@@ -169,6 +169,7 @@ def tiny_pets(tmp_path_factory):
     Image.fromarray(np.full((50, 70), 40000, np.uint16)).save(d/'beagle_9.png')   # 16-bit file in the mix
     return d
 
+@pytest.mark.filterwarnings("ignore:.*mode.chained_assignment.*")   # fastai.vision.all imports fastai.tabular, which sets a pandas option pandas 3 deprecates
 def test_datablock_with_our_transforms(tiny_pets):
     from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr, get_image_files
     db = DataBlock(blocks=(ImageBlock(cls=PILImageRGB), CategoryBlock), get_items=get_image_files,
