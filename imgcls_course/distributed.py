@@ -1,4 +1,4 @@
-"""Data-parallel training with fastai's `distrib_ctx` and Hugging Face Accelerate, on several GPUs or, here, on 2 CPU processes (gloo): what fastai 2.8.12 needs to run on a CPU, and a check that each process trains on its own shard and reaches the same metric.
+"""Data-parallel training with fastai's `distrib_ctx` and Hugging Face Accelerate, on several GPUs or, here, on 2 CPU processes that talk through PyTorch's gloo backend: what fastai 2.8.12 needs to run on a CPU, a check that each process trains on its own shard, and how close its metric comes to one process's over several seeds.
 
 Docs: https://imgcls-course.github.io/imgcls-course/distributed.html.md"""
 

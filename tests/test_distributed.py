@@ -117,10 +117,12 @@ def test_ranks_agree(runs):
     for r in two: assert r['logged'][1:] == pytest.approx(r['validate'], rel=1e-5)
 
 def test_same_metric_within_noise(runs):
+    """A bound, not an order: over 5 seeds (71_distributed, slow cells) 2 minus 1 process gave error rates -0.104 to +0.042
+    and validation losses -0.126 to +0.014 (48 images); errors 0.06-0.25. The bounds below are about twice those."""
     one, two = runs
-    e1, e2, n = one[0]['validate'][1], two[0]['validate'][1], len(one[0]['valid_items'])
-    assert e1 < 0.5 and e2 < 0.5                       # both learnt (chance is 5/6)
+    (l1, e1), (l2, e2), n = one[0]['validate'], two[0]['validate'], len(one[0]['valid_items'])
+    assert e1 < 0.5 and e2 < 0.5, (e1, e2)             # both learnt (chance is 5/6)
     p = (e1 + e2)/2
     tol = max(3*math.sqrt(2*p*(1-p)/n), 2/n)           # 3 standard errors of a difference of two error rates
     assert abs(e1 - e2) <= tol, (e1, e2, tol)
-    assert two[0]['validate'][0] == pytest.approx(one[0]['validate'][0], rel=0.3)
+    assert abs(l1 - l2) <= 0.3, (l1, l2)
