@@ -1,4 +1,4 @@
-"""Batch norm, augmentation, eval-mode validation, leaky and unstratified splits, imbalanced classes, and image size vs memory: small, seeded experiments instead of anecdotes, plus a training dashboard and the Keras vocabulary in fastai/PyTorch terms.
+"""Batch norm, augmentation, eval-mode validation, leaky and unstratified splits, imbalanced classes, small objects, image size vs memory and early stopping: small experiments repeated over several seeds instead of anecdotes, plus a training dashboard and the Keras vocabulary in fastai/PyTorch terms.
 
 Docs: https://imgcls-course.github.io/imgcls-course/practical.html.md"""
 
@@ -6,10 +6,10 @@ Docs: https://imgcls-course.github.io/imgcls-course/practical.html.md"""
 
 # %% auto #0
 __all__ = ['SIGN_CLASSES', 'SIGN_FAMILY', 'make_signs', 'sign_cnn', 'augment_batch', 'BatchAug', 'normalize', 'tensor_dls',
-           'Dashboard', 'plot_epochs', 'train_cnn', 'group_split', 'random_split', 'predict', 'shift_images',
-           'class_weights', 'oversampling_sampler', 'confusion', 'recall_precision', 'consecutive_split',
-           'stratified_split', 'activation_memory', 'max_batch_size', 'tile_image', 'make_needles', 'colour_family_cv2',
-           'lab_cnn']
+           'Dashboard', 'plot_epochs', 'train_cnn', 'over_seeds', 'spread', 'seed_table', 'paired_gap', 'gap_table',
+           'group_split', 'random_split', 'predict', 'shift_images', 'class_weights', 'oversampling_sampler',
+           'confusion', 'recall_precision', 'consecutive_split', 'stratified_split', 'activation_memory',
+           'max_batch_size', 'tile_image', 'make_needles', 'colour_family_cv2', 'lab_cnn']
 
 # %% ../nbs/50_practical.ipynb #b81e8366
 import math, copy
@@ -178,7 +178,7 @@ def tensor_dls(xtr, ytr, # training images (uint8) and labels
     val = DataLoader(TensorDataset(normalize(xva), yva), 256)
     return DataLoaders(trn, val)
 
-# %% ../nbs/50_practical.ipynb #36ee9b2f
+# %% ../nbs/50_practical.ipynb #b5e60a9e
 class Dashboard(Callback):
     "Record every batch's loss and accuracy (train and valid), average them per epoch, print and plot them."
     order, run_valid = 60, True
@@ -213,23 +213,28 @@ class Dashboard(Callback):
         "Train (solid) and valid (dashed) accuracy and loss per epoch."
         return plot_epochs({title or 'run': self}, axs=ax)
 
-def plot_epochs(runs:dict, # `{name: Dashboard}` of the runs to compare
+def plot_epochs(runs:dict, # `{name: Dashboard}`, or `{name: [Dashboard, ...]}` for one run repeated over seeds
                 axs=None, # two matplotlib axes (accuracy, loss)
                ):
-    "Compare runs: accuracy and loss per epoch, train solid and valid dashed, one colour per run."
+    "Compare runs: accuracy and loss per epoch, train solid and valid dashed, one colour per run; over seeds, the mean with the range shaded."
     if axs is None: _, axs = plt.subplots(1, 2, figsize=(10, 3.2))
-    for k, (name, d) in enumerate(runs.items()):
-        a = d.avgs(); ep = a.index + 1
+    for k, (name, ds) in enumerate(runs.items()):
+        ds = list(ds) if isinstance(ds, (list, tuple)) else [ds]
+        g = pd.concat([d.avgs() for d in ds]).groupby(level=0)
+        mean, lo, hi = g.mean(), g.min(), g.max(); ep = mean.index + 1
         for ax, m in zip(axs, ('acc', 'loss')):
-            ax.plot(ep, a[f'trn_{m}'], '-', color=f'C{k}', label=f'{name} train')
-            if f'val_{m}' in a: ax.plot(ep, a[f'val_{m}'], '--', color=f'C{k}', label=f'{name} valid')
+            for split, style, word in (('trn', '-', 'train'), ('val', '--', 'valid')):
+                c = f'{split}_{m}'
+                if c not in mean: continue
+                ax.plot(ep, mean[c], style, color=f'C{k}', label=f'{name} {word}' + (f' (mean of {len(ds)})' if len(ds) > 1 else ''))
+                if len(ds) > 1: ax.fill_between(ep, lo[c], hi[c], color=f'C{k}', alpha=0.15, lw=0)
     for ax, m in zip(axs, ('accuracy', 'loss')): ax.set_xlabel('epoch'); ax.set_ylabel(m)
     axs[0].legend(fontsize=7)
     return axs
 
-# %% ../nbs/50_practical.ipynb #d019a36d
+# %% ../nbs/50_practical.ipynb #508a2e93
 def train_cnn(dls:DataLoaders, # the data
-              model:nn.Module, # the model (e.g. `sign_cnn()`)
+              model, # the model, or a function that makes it (made after seeding, so `seed` fixes its weights)
               epochs:int=8, lr:float=3e-3,
               aug:bool=False, # augment training batches with `BatchAug`?
               loss_func=None, # default: cross-entropy
@@ -237,12 +242,69 @@ def train_cnn(dls:DataLoaders, # the data
               seed:int=42,
               **kwargs, # passed to `Learner` (e.g. `path`)
              )->Learner:
-    "Fit `model` on `dls` with one-cycle Adam, recording a `Dashboard` (`learn.dashboard`); quiet."
+    "Fit `model` on `dls` with one-cycle Adam, recording a `Dashboard` (`learn.dashboard`); quiet. `seed` fixes the run."
     set_seed(seed, reproducible=True)
+    for g in (getattr(dls.train, 'generator', None), getattr(getattr(dls.train, 'sampler', None), 'generator', None)):
+        if isinstance(g, torch.Generator): g.manual_seed(seed)   # restart the shuffling (or sampling) from `seed` too
+    if not isinstance(model, nn.Module): model = model()
     cbs = [Dashboard()] + ([BatchAug(generator=torch.Generator().manual_seed(seed))] if aug else []) + list(cbs or [])
     learn = Learner(dls, model, loss_func=loss_func or nn.CrossEntropyLoss(), metrics=accuracy, opt_func=Adam, cbs=cbs, **kwargs)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
     return learn
+
+# %% ../nbs/50_practical.ipynb #5c5b18c4
+def over_seeds(f, # `f(seed)` returns a dict of results, or a list of dicts (one table row each)
+               seeds=range(3), # the seeds to run
+              )->pd.DataFrame: # one row per seed (and per dict), `seed` first
+    "Run an experiment once per seed and collect its results in one table."
+    rows = []
+    for s in seeds:
+        r = f(s)
+        rows += [{'seed': s, **d} for d in ([r] if isinstance(r, dict) else r)]
+    return pd.DataFrame(rows)
+
+def spread(x, # one number per seed (NaNs are left out)
+           digits:int=3, # decimals
+          )->str:
+    "Mean ± standard deviation over seeds, and the range: '0.548 ± 0.052 (0.457 to 0.618)'."
+    x = np.asarray(x, dtype=float); x = x[~np.isnan(x)]
+    if len(x) == 0: return '–'
+    if len(x) == 1: return f"{x[0]:.{digits}f} (one seed)"
+    return f"{x.mean():.{digits}f} ± {x.std(ddof=1):.{digits}f} ({x.min():.{digits}f} to {x.max():.{digits}f})"
+
+def seed_table(df:pd.DataFrame, # results of `over_seeds`
+               by:str=None, # column to group the seeds by (e.g. the configuration)
+               cols=None, # columns to summarise (default: every numeric column but `seed`)
+               digits:int=3, # decimals
+              )->pd.DataFrame:
+    "Each column's `spread` over seeds, one row per group of `by`."
+    cols = [c for c in df.select_dtypes('number').columns if c not in ('seed', by)] if cols is None else list(cols)
+    groups = df.groupby(by, sort=False) if by else [('all seeds', df)]
+    t = pd.DataFrame({k: {c: spread(g[c], digits) for c in cols} for k, g in groups}).T
+    t.index.name = by
+    return t
+
+def paired_gap(a, # one result per seed: a `pd.Series` indexed by seed, or a sequence
+               b, # the result it is compared with, for the same seeds
+               k:float=2, # a clear gap has a mean of at least `k` standard deviations
+               min_seeds:int=5, # fewer seeds than this get no verdict
+              )->dict:
+    "The per-seed difference `a - b`: mean, std, range, seeds where it is positive, and a verdict."
+    d = (a - b) if isinstance(a, pd.Series) and isinstance(b, pd.Series) else pd.Series(np.asarray(a, float) - np.asarray(b, float))
+    if d.isna().any(): raise ValueError(f"a and b do not cover the same seeds: {d.index[d.isna()].tolist()}")
+    n, mean = len(d), d.mean()
+    std = d.std(ddof=1) if n > 1 else np.nan
+    same = bool((d > 0).all() or (d < 0).all())
+    verdict = ('too few seeds' if n < min_seeds else 'clear' if same and abs(mean) >= k*std
+               else 'same sign in every seed' if same else 'not separable')
+    return dict(mean=mean, std=std, min=d.min(), max=d.max(), positive=f"{int((d > 0).sum())}/{n}", verdict=verdict)
+
+def gap_table(pairs:dict, # `{name: (a, b)}`: per-seed results to compare as `a - b`
+              digits:int=3, # decimals
+              **kwargs, # passed to `paired_gap`
+             )->pd.DataFrame:
+    "One `paired_gap` per row."
+    return pd.DataFrame.from_dict({k: paired_gap(a, b, **kwargs) for k, (a, b) in pairs.items()}, orient='index').round(digits)
 
 # %% ../nbs/50_practical.ipynb #117e8f30
 def group_split(groups, # group id per item (e.g. the track of each frame)

@@ -177,3 +177,87 @@ def test_lab_cnn_matches_the_reports_summary():
     assert n(lab_cnn(5, widths=(32, 64, 128, 128), size=150, hidden=512)) == 3_455_173       # basic network
     assert n(lab_cnn(5, widths=(32, 64, 128, 128), size=150, hidden=512, p=0.5)) == 3_455_173  # + dropout: same count
     with pytest.raises(ValueError, match='too small'): lab_cnn(size=20)
+
+
+# --- training helpers: the dashboard's plots and seeded runs --------------------------------------------------------
+
+def _tiny_dls(seed=0):
+    from imgcls_course.practical import tensor_dls
+    x, y, _ = make_signs(16, 2, seed=seed)
+    return tensor_dls(x[:24], y[:24], x[24:], y[24:], bs=8)
+
+def test_plot_epochs_one_run_and_several_seeds():
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from imgcls_course.practical import train_cnn, plot_epochs
+    dls = _tiny_dls()
+    l0, l1 = train_cnn(dls, sign_cnn, epochs=2, seed=0), train_cnn(dls, sign_cnn, epochs=2, seed=1)
+    try:
+        axs = l0.dashboard.plot_epochs(title='run')                         # Dashboard.plot_epochs -> plot_epochs
+        assert [ln.get_label() for ln in axs[0].lines] == ['run train', 'run valid']
+        np.testing.assert_allclose(np.asarray(axs[1].lines[0].get_ydata(), float), l0.dashboard.avgs().trn_loss.values)
+        axs = plot_epochs({'a': l0.dashboard, 'b': [l0.dashboard, l1.dashboard]})
+        assert len(axs[0].lines) == 4 and len(axs[0].collections) == 2     # the two-seed run gets shaded ranges
+        mean = (l0.dashboard.avgs().val_acc.values + l1.dashboard.avgs().val_acc.values)/2
+        np.testing.assert_allclose(np.asarray(axs[0].lines[3].get_ydata(), float), mean)
+        assert axs[0].lines[3].get_label() == 'b valid (mean of 2)'
+    finally: plt.close('all')
+
+def test_train_cnn_seed_fixes_the_run():
+    from imgcls_course.practical import train_cnn
+    dls = _tiny_dls()
+    a1, a2 = (train_cnn(dls, sign_cnn, epochs=2, seed=3).dashboard.avgs() for _ in range(2))
+    torch.manual_seed(123)                                                   # global state must not matter
+    a3 = train_cnn(dls, sign_cnn, epochs=2, seed=3).dashboard.avgs()
+    assert a1.equals(a2) and a1.equals(a3)
+    assert not a1.equals(train_cnn(dls, sign_cnn, epochs=2, seed=4).dashboard.avgs())
+    assert len(train_cnn(dls, sign_cnn(), epochs=1).dashboard.avgs()) == 1   # a model instance still works
+
+
+# --- statistics over seeds ------------------------------------------------------------------------------------------
+
+def test_over_seeds_rows_and_seed_column():
+    from imgcls_course.practical import over_seeds
+    df = over_seeds(lambda s: {'x': s*2}, [3, 5])
+    assert df.columns.tolist() == ['seed', 'x'] and df.seed.tolist() == [3, 5] and df.x.tolist() == [6, 10]
+    df = over_seeds(lambda s: [{'k': 'a', 'x': s}, {'k': 'b', 'x': -s}], range(3))
+    assert len(df) == 6 and df[df.k == 'b'].x.tolist() == [0, -1, -2]
+
+@pytest.mark.parametrize('seed', range(5))
+def test_spread_and_seed_table_match_numpy(seed):
+    import pandas as pd
+    from imgcls_course.practical import spread, seed_table
+    x = np.random.default_rng(seed).normal(0.5, 0.1, 7)
+    assert spread(x) == f"{x.mean():.3f} ± {x.std(ddof=1):.3f} ({x.min():.3f} to {x.max():.3f})"
+    assert spread(np.r_[x, np.nan], 2) == spread(x, 2)                      # NaNs are left out
+    assert spread([np.nan]) == '–' and spread([0.25]) == '0.250 (one seed)'
+    df = pd.DataFrame({'seed': np.r_[range(7), range(7)], 'g': ['u']*7 + ['v']*7, 'acc': np.r_[x, 1 - x]})
+    t = seed_table(df, 'g')
+    assert t.columns.tolist() == ['acc'] and t.loc['u', 'acc'] == spread(x) and t.loc['v', 'acc'] == spread(1 - x)
+
+@pytest.mark.parametrize('seed', range(5))
+def test_paired_gap_matches_numpy(seed):
+    import pandas as pd
+    from imgcls_course.practical import paired_gap, gap_table
+    rng = np.random.default_rng(seed)
+    a = pd.Series(rng.normal(0.6, 0.05, 8)); b = a - rng.normal(0.02, 0.03, 8)
+    d = (a - b).values
+    g = paired_gap(a, b)
+    np.testing.assert_allclose([g['mean'], g['std'], g['min'], g['max']], [d.mean(), d.std(ddof=1), d.min(), d.max()])
+    assert g['positive'] == f"{(d > 0).sum()}/8"
+    same = (d > 0).all() or (d < 0).all()
+    want = 'clear' if same and abs(d.mean()) >= 2*d.std(ddof=1) else 'same sign in every seed' if same else 'not separable'
+    assert g['verdict'] == want
+    t = gap_table({'a - b': (a, b), 'b - a': (b, a)}, digits=4)
+    np.testing.assert_allclose(t['mean'].values, [round(d.mean(), 4), round(-d.mean(), 4)])
+
+def test_paired_gap_verdicts_and_bad_inputs():
+    import pandas as pd
+    from imgcls_course.practical import paired_gap
+    base = pd.Series([0.5, 0.6, 0.55, 0.52, 0.58, 0.61])
+    assert paired_gap(base + 0.1, base)['verdict'] == 'clear'                # constant gap: std 0
+    assert paired_gap(base + [0.01, 0.2]*3, base)['verdict'] == 'same sign in every seed'
+    assert paired_gap(base + [0.01, -0.01]*3, base)['verdict'] == 'not separable'
+    assert paired_gap(base[:4] + 0.1, base[:4])['verdict'] == 'too few seeds'
+    assert paired_gap([0.7, 0.8, 0.9], [0.6, 0.7, 0.8], min_seeds=3)['verdict'] == 'clear'   # plain sequences work too
+    with pytest.raises(ValueError, match='same seeds'): paired_gap(base[:3], base[3:])
