@@ -7,9 +7,11 @@ Docs: https://imgcls-course.github.io/imgcls-course/gradcam.html.md"""
 # %% auto #0
 __all__ = ['Hook', 'train_state', 'normalize_cam', 'overlay', 'center_crop', 'crop_box', 'to_tensor', 'last_spatial_layer',
            'grad_cam', 'class_activation_map', 'pointing_hit', 'energy_ratio', 'cam_box', 'box_iou', 'center_prior',
-           'random_map', 'localisation_scores', 'gradcam_explorer']
+           'random_map', 'localisation_per_image', 'localisation_scores', 'pets_localisation', 'gradcam_explorer']
 
 # %% ../nbs/41_gradcam.ipynb #fc6c71a6
+import warnings
+warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 import cv2
 from PIL import Image
@@ -220,18 +222,43 @@ def random_map(h:int, w:int, cells:int=4, seed:int=0)->np.ndarray:
     r = np.random.default_rng(seed).random((1, cells, cells)).astype(np.float32)
     return normalize_cam(torch.from_numpy(r), (h, w))[0].numpy()
 
+def localisation_per_image(cams, # maps `(N,H,W)` (tensor or array)
+                           boxes, # N boxes in the maps' pixel coordinates
+                           thresh:float=0.15, # the box protocol's threshold, as a share of the maximum
+                          )->dict: # `{'hit', 'energy', 'box_ok'}`: one array of N values each
+    "Per image: pointing-game hit, energy ratio, and whether the thresholded blob's box has IoU ≥ 0.5 with the true box."
+    cams = [np.asarray(c) for c in cams]
+    return {'hit': np.array([pointing_hit(c, b) for c, b in zip(cams, boxes)]),
+            'energy': np.array([energy_ratio(c, b) for c, b in zip(cams, boxes)]),
+            'box_ok': np.array([box_iou(cam_box(c, thresh), b) >= 0.5 for c, b in zip(cams, boxes)])}
+
 def localisation_scores(cams, # maps `(N,H,W)` (tensor or array)
                         boxes, # N boxes in the maps' pixel coordinates
                         correct=None, # N booleans: was the class right? (for the top-1 loc. error)
                         thresh:float=0.15)->dict:
     "Pointing game, energy ratio and box localisation error (%) of `cams` against `boxes`."
-    cams = [np.asarray(c) for c in cams]
-    hit = np.array([pointing_hit(c, b) for c, b in zip(cams, boxes)])
-    en = np.array([energy_ratio(c, b) for c, b in zip(cams, boxes)])
-    iou_ok = np.array([box_iou(cam_box(c, thresh), b) >= 0.5 for c, b in zip(cams, boxes)])
-    ok = iou_ok if correct is None else iou_ok & np.asarray(correct, bool)
-    return {'pointing game %': 100*hit.mean(), 'energy ratio': en.mean(),
-            'box loc. error %': 100*(1-iou_ok.mean()), 'top-1 loc. error %': 100*(1-ok.mean())}
+    s = localisation_per_image(cams, boxes, thresh)
+    ok = s['box_ok'] if correct is None else s['box_ok'] & np.asarray(correct, bool)
+    return {'pointing game %': 100*s['hit'].mean(), 'energy ratio': s['energy'].mean(),
+            'box loc. error %': 100*(1-s['box_ok'].mean()), 'top-1 loc. error %': 100*(1-ok.mean())}
+
+# %% ../nbs/41_gradcam.ipynb #2a03cc29
+def pets_localisation(learn, # a fastai learner trained on a synthetic-pets folder
+                      boxes:dict, # `{file name: (x0,y0,x1,y1)}`, from `load_boxes`
+                      size:int=128, # side of the centre crop fed to the model
+                      layer:nn.Module=None, # the layer to explain (default: the last spatial one)
+                      bs:int=50)->dict:
+    "Grad-CAM maps of the actual class on the centre crops of `learn`'s validation images, with their boxes and predictions."
+    model = learn.model.eval()
+    files, vocab = list(learn.dls.valid.items), list(learn.dls.vocab)
+    crops = [center_crop(Image.open(f), size) for f in files]
+    x = torch.cat([to_tensor(im) for im, _ in crops])
+    y = torch.tensor([vocab.index(f.name.rsplit('_', 1)[0]) for f in files])
+    if layer is None: _, layer = last_spatial_layer(model, x[:1])
+    with torch.no_grad(): pred = torch.cat([model(x[i:i+bs]) for i in range(0, len(x), bs)]).argmax(1)
+    cams = torch.cat([grad_cam(model, x[i:i+bs], y[i:i+bs], layer=layer) for i in range(0, len(x), bs)])
+    return dict(files=files, images=[im for im, _ in crops], x=x, y=y, pred=pred, cams=cams, vocab=vocab,
+                boxes=[crop_box(boxes[f.name], cr, size) for f, (_, cr) in zip(files, crops)])
 
 # %% ../nbs/41_gradcam.ipynb #4c4a7625
 def gradcam_explorer(model:nn.Module, # an ImageNet-style classifier

@@ -8,7 +8,8 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.image import show_cam_on_image
 from imgcls_course.models import efficientnet_lite0
 from imgcls_course.gradcam import (grad_cam, normalize_cam, overlay, last_spatial_layer, class_activation_map, Hook,
-                                   cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores)
+                                   cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores,
+                                   localisation_per_image, pets_localisation, center_crop, crop_box, to_tensor)
 
 
 @pytest.fixture(scope='module')
@@ -54,7 +55,8 @@ def test_batched_equals_per_image(models, name):
 def test_different_classes_give_different_maps(models):
     model, layer = models['lite0']
     x = _x(4, 1, 128, 128)
-    assert (grad_cam(model, x, 1, layer=layer) - grad_cam(model, x, 900, layer=layer)).abs().max() > 0.1
+    d = (grad_cam(model, x, 1, layer=layer) - grad_cam(model, x, 900, layer=layer)).abs().max().item()
+    assert d > 0.1, d                                              # measured 1.00 on inputs of seeds 0-5
 
 def _rss_mb():
     with open('/proc/self/statm') as f: return int(f.read().split()[1]) * 4096 / 2**20
@@ -137,9 +139,9 @@ def test_cam_equals_grad_cam_for_gap_linear(seed):
     with torch.no_grad(), Hook(model[3]) as h: model(x); act = h.stored
     cam = normalize_cam(class_activation_map(act, model[-1].weight, t), x.shape[-2:])
     assert (grad_cam(model, x, t, layer=model[3]) - cam).abs().max() < 1e-5
-    # not a tautology: at an earlier layer the maps differ
-    cam0 = normalize_cam(class_activation_map(act, model[-1].weight, t), x.shape[-2:])
-    assert (grad_cam(model, x, t, layer=model[1]) - cam0).abs().max() > 1e-2
+    # not a tautology: at an earlier layer the maps differ (measured 0.99-1.00 for seeds 0-9)
+    d = (grad_cam(model, x, t, layer=model[1]) - cam).abs().max().item()
+    assert d > 0.1, d
 
 def test_auto_layer(models):
     assert last_spatial_layer(models['resnet18'][0], _x(0, 1))[0] == 'layer4'
@@ -188,8 +190,42 @@ def test_localisation_scores_perfect_and_blind():
     inside = np.zeros((h, w), np.float32); inside[8:24, 8:24] = 1; inside[16, 16] = 2
     s = localisation_scores(np.stack([inside]*3), [box]*3)
     assert s['pointing game %'] == 100 and s['box loc. error %'] == 0
-    assert abs(s['energy ratio'] - 1/(16*16/1024)) < 0.2
+    assert s['energy ratio'] == pytest.approx(1/(16*16/1024))        # all the mass in a box of 256 of 1024 pixels
     outside = np.zeros((h, w), np.float32); outside[:4, :4] = 1
     s = localisation_scores(np.stack([outside]*2), [box]*2, correct=[True, True])
     assert s['pointing game %'] == 0 and s['box loc. error %'] == 100 and s['energy ratio'] == 0
     assert not pointing_hit(outside, box) and energy_ratio(np.ones((h, w)), box) == pytest.approx(1)
+
+def test_localisation_per_image_matches_scores():
+    rng = np.random.default_rng(0)
+    cams = normalize_cam(torch.from_numpy(rng.random((20, 4, 4)).astype(np.float32)), (32, 32)).numpy()
+    boxes = [tuple(float(v) for v in np.sort(rng.uniform(0, 32, (2, 2)), 0).T.reshape(-1)[[0, 2, 1, 3]]) for _ in range(20)]
+    correct = rng.random(20) < 0.7
+    per, s = localisation_per_image(cams, boxes), localisation_scores(cams, boxes, correct)
+    assert s['pointing game %'] == pytest.approx(100*per['hit'].mean())
+    assert s['energy ratio'] == pytest.approx(per['energy'].mean())
+    assert s['box loc. error %'] == pytest.approx(100*(1-per['box_ok'].mean()))
+    assert s['top-1 loc. error %'] == pytest.approx(100*(1-(per['box_ok'] & correct).mean()))
+    assert [pointing_hit(c, b) for c, b in zip(cams, boxes)] == per['hit'].tolist()
+
+def test_pets_localisation_on_a_small_model():
+    "Crops, boxes, predictions and maps of `pets_localisation`, on a small untrained CNN and six synthetic pets."
+    from types import SimpleNamespace
+    from imgcls_course.data import pets_path, load_boxes
+    from PIL import Image
+    path = pets_path(); boxes = load_boxes(path)
+    files = sorted((path/'images').glob('*.jpg'))[:6]
+    vocab = sorted({f.name.rsplit('_', 1)[0] for f in files})
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=4, padding=1), nn.BatchNorm2d(16))
+    model = nn.Sequential(body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, len(vocab)))).eval()
+    learn = SimpleNamespace(model=model, dls=SimpleNamespace(valid=SimpleNamespace(items=files), vocab=vocab))
+    r = pets_localisation(learn, boxes, size=64, bs=4)
+    assert r['cams'].shape == (6, 64, 64) and r['x'].shape == (6, 3, 64, 64)
+    assert [vocab[int(i)] for i in r['y']] == [f.name.rsplit('_', 1)[0] for f in files]
+    for f, im, b, x in zip(files, r['images'], r['boxes'], r['x']):
+        crop, cr = center_crop(Image.open(f), 64)
+        assert b == crop_box(boxes[f.name], cr, 64) and all(0 <= v <= 64 for v in b)
+        assert torch.allclose(to_tensor(im)[0], x)
+    with torch.no_grad(): assert torch.equal(r['pred'], model(r['x']).argmax(1))
+    assert (r['cams'] - grad_cam(model, r['x'], r['y'], layer=body[-1])).abs().max() < 1e-5   # last spatial layer: the body's bn
