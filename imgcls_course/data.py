@@ -191,12 +191,13 @@ def make_pets(dest, # folder to create; must not exist yet
 # %% ../nbs/00_data.ipynb #dcb56de8
 def pets_path(n:int=1000, # number of images
               seed:int=42, # dataset seed
+              show_progress:bool=True, # show a progress bar while generating (first use only)
              )->Path:
     "Path of the cached synthetic pets (made on first use); images are in `pets_path()/'images'`."
     dest = cache_dir()/f'synthetic_pets_v{DATA_VERSION}_n{n}_s{seed}'
     if not (dest/'boxes.csv').exists():
         with file_lock(dest.parent/f'.{dest.name}.lock'):   # notebooks tested in parallel all ask for it at once
-            if not (dest/'boxes.csv').exists(): make_pets(dest, n=n, seed=seed)
+            if not (dest/'boxes.csv').exists(): make_pets(dest, n=n, seed=seed, show_progress=show_progress)
     return dest
 
 # %% ../nbs/00_data.ipynb #8afcaef0

@@ -126,17 +126,19 @@ def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
     fn.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(fn.with_suffix('.lock')):
         if not fn.exists():
-            dls = pets_dls(pets_path(n=n, seed=seed)/'images', size=size, seed=seed)
+            dls = pets_dls(pets_path(n=n, seed=seed, show_progress=show_progress)/'images', size=size, seed=seed)
             learn = pets_learner(dls)
             ctx = learn.no_bar() if not show_progress else _nullctx()
             with ctx, learn.no_logging() if not show_progress else _nullctx():
                 learn.fine_tune(epochs, base_lr=base_lr)
             tmp = fn.with_suffix('.tmp')
             learn.export(tmp); tmp.replace(fn)
-    learn = load_learner(fn, cpu=cpu)
+    with warnings.catch_warnings():   # fastai warns that pickle is unsafe: this is our own cache file
+        warnings.filterwarnings('ignore', message='load_learner', category=UserWarning)
+        learn = load_learner(fn, cpu=cpu)
     # an exported learner keeps no data: give it the same loaders again, with the ImageNet
     # normalisation that `vision_learner` added to the originals
-    dls = pets_dls(pets_path(n=n, seed=seed)/'images', size=size, seed=seed)
+    dls = pets_dls(pets_path(n=n, seed=seed, show_progress=show_progress)/'images', size=size, seed=seed)
     dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')
     learn.dls = dls
     return learn
