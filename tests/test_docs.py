@@ -169,7 +169,7 @@ def load_site(proc:Path, tmp:Path)->dict:
 HASH_PIPE = re.compile(r'^[ \t]*#\|.*$', re.M)
 TRACEBACK = re.compile(r'Traceback \(most recent call last\)|^\s*File "[^"]+", line \d+', re.M)
 # the escape itself, or what is left of a colour code without it ("[0;31m", a reset "[0m"; not "[5min]")
-ANSI = re.compile(r'\x1b\[|(?<![\w\]])\[(?:\d{1,3};)+\d{1,3}m|(?<![\w\]])\[0?m')
+ANSI = re.compile(r'\x1b\[|(?<![\w\]])\[(?:\d{1,3};)+\d{1,3}m|(?<![\w\]])\[0m|(?<![\w\]])\[m(?![a-z])')   # not '[min, max]'
 WARNING = re.compile(r'\b[A-Z]\w*Warning\b|^\s*warn(?:ings\.warn)?\(', re.M)
 # fastprogress "14.29% [1/7 00:02<00:15]", tqdm "14%|█▍   | 1/7 [00:02<00:15, 2.5it/s]", a bar between pipes "|███---|"
 BAR = re.compile(r'\d{1,3}(?:\.\d+)?% \[\d+/\d+|\d{1,3}%\||\[\d\d:\d\d<|\d+(?:\.\d+)?(?:it|s)/(?:s|it)\]|\|[█▉▊▋▌▍▎▏]+[-─ ]*\|')
@@ -360,3 +360,8 @@ def test_checker_finds_planted_problems(tmp_path):
     assert len(f.get('images that do not decode', [])) == 1, flat
     assert 'does not load' not in f
     assert not findings('30_lr_finder.ipynb', pages).get('does not load')
+
+def test_ansi_rule_spares_bracketed_prose():
+    "ANSI colour residue is caught, but prose such as '[min, max]' is not taken for it."
+    for residue in ['\x1b[0;31mError', '[0;31mValueError', 'done [0m: x', 'a [m b']: assert ANSI.search(residue), residue
+    for prose in ['mean ± std [min, max] over images', '[mm:ss]', 'range [0, 1]', 'x[m]']: assert not ANSI.search(prose), prose
