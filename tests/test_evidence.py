@@ -1,0 +1,94 @@
+"Cross-checks of `imgcls_course.evidence` against numpy, pandas and scipy, on many seeds, plus bad inputs."
+import numpy as np, pandas as pd, pytest
+from imgcls_course.evidence import (over_seeds, spread, seed_table, paired_gap, gap_table, gap_text, claim_verdict,
+                                    claim_row, paired_bootstrap)
+
+
+def test_over_seeds_rows_and_seed_column():
+    df = over_seeds(lambda s: {'x': s*2}, [3, 5])
+    assert df.columns.tolist() == ['seed', 'x'] and df.seed.tolist() == [3, 5] and df.x.tolist() == [6, 10], df
+    df = over_seeds(lambda s: [{'k': 'a', 'x': s}, {'k': 'b', 'x': -s}], range(3))
+    assert len(df) == 6 and df[df.k == 'b'].x.tolist() == [0, -1, -2], df
+
+@pytest.mark.parametrize('seed', range(5))
+def test_spread_and_seed_table_match_numpy_and_pandas(seed):
+    x = np.random.default_rng(seed).normal(0.5, 0.1, 7)
+    assert spread(x) == f"{x.mean():.3f} ± {x.std(ddof=1):.3f} ({x.min():.3f} to {x.max():.3f})"
+    assert spread(np.r_[x, np.nan], 2) == spread(x, 2)                      # NaNs are left out
+    assert spread([np.nan]) == '–' and spread([0.25]) == '0.250 (one seed)'
+    df = pd.DataFrame({'seed': np.r_[range(7), range(7)], 'g': ['u']*7 + ['v']*7, 'acc': np.r_[x, 1 - x]})
+    t = seed_table(df, 'g')
+    agg = df.groupby('g')['acc'].agg(['mean', 'std', 'min', 'max'])           # pandas' std is ddof=1
+    want = [f"{m:.3f} ± {s:.3f} ({lo:.3f} to {hi:.3f})" for m, s, lo, hi in agg.values]
+    assert t.columns.tolist() == ['acc'] and t['acc'].tolist() == want, (t, want)
+    assert seed_table(df, cols=['acc']).index.tolist() == ['all seeds']
+
+@pytest.mark.parametrize('seed', range(5))
+def test_paired_gap_matches_numpy(seed):
+    rng = np.random.default_rng(seed)
+    a = pd.Series(rng.normal(0.6, 0.05, 8)); b = a - rng.normal(0.02, 0.03, 8)
+    d = (a - b).values
+    g = paired_gap(a, b)
+    np.testing.assert_allclose([g['mean'], g['std'], g['min'], g['max']], [d.mean(), d.std(ddof=1), d.min(), d.max()], rtol=1e-12)
+    assert g['positive'] == f"{(d > 0).sum()}/8", g
+    same = (d > 0).all() or (d < 0).all()
+    want = 'clear' if same and abs(d.mean()) >= 2*d.std(ddof=1) else 'same sign in every seed' if same else 'not separable'
+    assert g['verdict'] == want, (g, d)
+    t = gap_table({'a - b': (a, b), 'b - a': (b, a)}, digits=4)
+    np.testing.assert_allclose(t['mean'].values, [round(d.mean(), 4), round(-d.mean(), 4)], atol=1e-12)
+
+def test_paired_gap_pairs_by_seed_index():
+    a = pd.Series([0.7, 0.8, 0.9], index=[2, 0, 1]); b = pd.Series([0.6, 0.5, 0.4], index=[0, 1, 2])   # aligned by seed, not position
+    g = paired_gap(a, b, min_seeds=3)
+    np.testing.assert_allclose(g['mean'], np.mean([0.8 - 0.6, 0.9 - 0.5, 0.7 - 0.4]), rtol=1e-12)
+
+def test_paired_gap_verdicts_and_bad_inputs():
+    base = pd.Series([0.5, 0.6, 0.55, 0.52, 0.58, 0.61])
+    assert paired_gap(base + 0.1, base)['verdict'] == 'clear'                # constant gap: std 0
+    assert paired_gap(base + [0.01, 0.2]*3, base)['verdict'] == 'same sign in every seed'
+    assert paired_gap(base + [0.01, -0.01]*3, base)['verdict'] == 'not separable'
+    assert paired_gap(base + [0.05, 0]*3, base)['verdict'] == 'not separable'   # a tie in one seed is no agreement
+    assert paired_gap(base[:4] + 0.1, base[:4])['verdict'] == 'too few seeds'
+    assert paired_gap([0.7, 0.8, 0.9], [0.6, 0.7, 0.8], min_seeds=3)['verdict'] == 'clear'   # plain sequences work too
+    assert paired_gap(base + [0.01, 0.2]*3, base, k=0.5)['verdict'] == 'clear'
+    with pytest.raises(ValueError, match='same seeds'): paired_gap(base[:3], base[3:])
+
+def test_gap_text():
+    assert gap_text(dict(mean=0.0742, std=0.0371, positive='10/10', verdict='clear')) == '+0.074 ± 0.037, positive in 10/10 seeds: *clear*'
+    g = paired_gap([0.5], [0.6], min_seeds=1)
+    assert gap_text(g, 2) == '-0.10, positive in 0/1 seeds: *same sign in every seed*', gap_text(g, 2)
+
+@pytest.mark.parametrize('shift,direction,want', [(0.1, 1, 'held'), (0.1, -1, 'reversed'), (-0.1, -1, 'held'),
+                                                  ([0.01, 0.2]*3, 1, 'likely'), ([0.01, 0.2]*3, -1, 'likely reversed'),
+                                                  ([0.01, -0.01]*3, 1, 'not separable')])
+def test_claim_verdict(shift, direction, want):
+    base = pd.Series([0.5, 0.6, 0.55, 0.52, 0.58, 0.61])
+    g = paired_gap(base + shift, base)
+    assert claim_verdict(g, direction) == want, (g, direction)
+    r = claim_row('a claim', g, direction, note='n')
+    assert r['held?'] == want and r['seeds positive'] == g['positive'] and r['note'] == 'n', r
+
+def test_claim_verdict_bad_direction():
+    with pytest.raises(ValueError, match='direction'): claim_verdict(paired_gap([1, 2], [0, 1], min_seeds=1), 0)
+
+@pytest.mark.parametrize('seed', range(3))
+def test_paired_bootstrap_matches_numpy_and_normal_approximation(seed):
+    rng = np.random.default_rng(seed)
+    a, b = (rng.random(300) < 0.8)*1., (rng.random(300) < 0.7)*1.
+    m, lo, hi = paired_bootstrap(a, b, seed=seed)
+    np.testing.assert_allclose(m, a.mean() - b.mean(), rtol=1e-12)
+    idx = np.random.default_rng(100 + seed).integers(0, 300, (20000, 300))
+    by_hand = np.percentile((a - b)[idx].mean(1), [2.5, 97.5])
+    np.testing.assert_allclose([lo, hi], by_hand, atol=0.012)                # Monte Carlo error of 2,000 draws
+    se = (a - b).std(ddof=1)/np.sqrt(300)
+    np.testing.assert_allclose([lo, hi], [m - 1.96*se, m + 1.96*se], atol=0.015)
+    assert paired_bootstrap(a, b, seed=seed) == (m, lo, hi)                   # seeded
+    _, lo90, hi90 = paired_bootstrap(a, b, level=0.9, seed=seed)
+    assert lo < lo90 < hi90 < hi, (lo, lo90, hi90, hi)
+
+def test_paired_bootstrap_pairs_items():
+    # b is a perfectly correlated copy of a shifted by one: every resample's difference is exactly 1
+    a = np.random.default_rng(0).random(50); b = a - 1
+    m, lo, hi = paired_bootstrap(a, b)
+    np.testing.assert_allclose([m, lo, hi], [1, 1, 1], rtol=1e-12)
+    with pytest.raises(ValueError, match='same length'): paired_bootstrap([1, 0, 1], [1, 0])
