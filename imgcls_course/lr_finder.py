@@ -6,8 +6,8 @@ Docs: https://imgcls-course.github.io/imgcls-course/lr_finder.html.md"""
 
 # %% auto #0
 __all__ = ['get_hyper', 'set_hyper', 'opt_groups', 'clear_state', 'sched_exp', 'sched_cos', 'SmoothLoss', 'cycle_batches',
-           'train_step', 'LRFind', 'lr_range_test', 'minimum', 'steep', 'valley', 'slide', 'suggest_lrs',
-           'plot_lr_find', 'lr_find', 'combined_cos', 'one_cycle_sched', 'evaluate', 'fit_one_cycle']
+           'train_step', 'LRFind', 'lr_range_test', 'minimum', 'steep', 'valley', 'slide', 'suggest_lrs', 'ListDL',
+           'plot_lr_find', 'lr_find', 'combined_cos', 'one_cycle_sched', 'evaluate', 'fit_one_cycle', 'RecordHypers']
 
 # %% ../nbs/30_lr_finder.ipynb #7fdb811d
 import math, copy, warnings
@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np, torch, torch.nn as nn
 import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
+with warnings.catch_warnings():   # fastai's layers call `torch.jit.script`, which this torch deprecates: silence that, here only
+    warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+    from fastai.callback.core import Callback
 
 # %% ../nbs/30_lr_finder.ipynb #4227dc14
 def _is_fastai_opt(opt): return hasattr(opt, 'hypers') and hasattr(opt, 'set_hyper')
@@ -202,6 +205,13 @@ def suggest_lrs(lrs, # recorded learning rates
                          "the first non-finite loss. Run more iterations (num_it), or a smaller end_lr if it diverged early.")
     return {f.__name__ if hasattr(f, '__name__') else f.func.__name__: f(lrs, losses, num_it) for f in funcs}
 
+# %% ../nbs/30_lr_finder.ipynb #4366714b
+class ListDL:
+    "A fixed list of batches that fastai's `Learner` and our loops iterate like a `DataLoader`, the same on every pass."
+    def __init__(self, batches:list): self.batches = list(batches)
+    def __iter__(self): return iter(self.batches)
+    def __len__(self): return len(self.batches)
+
 # %% ../nbs/30_lr_finder.ipynb #09364f97
 def plot_lr_find(r:LRFind, # the result of `lr_range_test`
                  skip_end:int=5, # the last points are dropped (the explosion dwarfs the rest)
@@ -290,3 +300,20 @@ def fit_one_cycle(model:nn.Module, opt, loss_func,
         vl, m = evaluate(model, valid_dl, loss_func, metric)
         h['train_loss'].append(float(np.mean(ep))); h['valid_loss'].append(vl); h['metric'].append(m)
     return h
+
+# %% ../nbs/30_lr_finder.ipynb #e47b8f09
+class RecordHypers(Callback):
+    "A fastai callback recording, at every training batch, each group's `lr` and `mom`, the loss and the trainable parameters."
+    order = 61   # after fastai's `ParamScheduler` (60) has set this batch's hyper-parameters
+    def __init__(self): self.lrs, self.moms, self.losses, self.trainable, self.fit_starts = [], [], [], [], []
+    def before_fit(self): self.fit_starts.append(len(self.lrs))
+    def after_batch(self):
+        if not self.training: return
+        hs = self.opt.hypers
+        self.lrs.append([h['lr'] for h in hs]); self.moms.append([h['mom'] for h in hs])
+        self.losses.append(self.loss.item())
+        self.trainable.append([sum(p.numel() for p in g if p.requires_grad) for g in self.opt.param_lists])
+    def per_fit(self, name:str)->list:
+        "The record `name` (`'lrs'`, `'moms'`, `'losses'` or `'trainable'`) cut into one list per fit."
+        ends = self.fit_starts[1:] + [len(self.lrs)]
+        return [getattr(self, name)[a:b] for a, b in zip(self.fit_starts, ends)]

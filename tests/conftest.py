@@ -1,6 +1,10 @@
 import os, shutil, subprocess, sys
 from pathlib import Path
-import pytest
+import pytest, torch, torch.nn as nn
+from fastai.learner import Learner
+from fastai.data.core import DataLoaders
+from fastai.torch_core import params
+from imgcls_course.lr_finder import ListDL
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -20,16 +24,43 @@ def copy_project(dest:Path)->Path:
 @pytest.fixture(scope='session', autouse=True)
 def one_thread():
     "Small tensors: one thread is faster than two that wait on each other (and on a busy CI machine much faster)."
-    import torch
     n = torch.get_num_threads(); torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
 
-class ListDL:
-    "A fixed list of batches that fastai's `Learner` iterates like a `DataLoader`."
-    def __init__(self, bs): self.bs = bs
-    def __iter__(self): return iter(self.bs)
-    def __len__(self): return len(self.bs)
+# ---------------------------------------------------------------- tiny models and learners on fixed batches
+# (test_lr_finder.py, test_transfer.py): a second per test, and the same batches for fastai and for our loops.
+def tiny_model(seed:int=0):
+    "Three groups: Linear+BatchNorm, Linear+LayerNorm, and a head with dropout, a Linear, a BatchNorm and a Linear."
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(10, 32), nn.BatchNorm1d(32), nn.ReLU(),
+                         nn.Linear(32, 16), nn.LayerNorm(16), nn.ReLU(),
+                         nn.Sequential(nn.Dropout(0.1), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.Linear(8, 4)))
+
+def split3(m)->list:
+    "The three parameter groups of `tiny_model` (or of any 7-module model split the same way)."
+    return [params(m[:3]), params(m[3:6]), params(m[6:])]
+
+def tiny_batches(seed:int, n:int=6, bs:int=16, noise:float=0.)->list:
+    "`n` seeded batches `(x, y)` of 10 features and 4 classes (a linear rule, blurred by `noise` if given)."
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(10, 4, generator=g)
+    out = []
+    for _ in range(n):
+        x = torch.randn(bs, 10, generator=g)
+        logits = x @ w
+        if noise: logits = logits + noise*torch.randn(bs, 4, generator=g)
+        out.append((x, logits.argmax(1)))
+    return out
+
+def list_learner(model, train:list, valid:list, path, splitter=split3, **kwargs):
+    "A fastai `Learner` with cross-entropy over fixed lists of batches (`lr_finder.ListDL`)."
+    return Learner(DataLoaders(ListDL(train), ListDL(valid), path=path), model, loss_func=nn.CrossEntropyLoss(),
+                   splitter=splitter, **kwargs)
+
+def tiny_learner(train:list, valid:list, path, seed:int=0, **kwargs):
+    "`list_learner` with `tiny_model(seed)` and its three groups."
+    return list_learner(tiny_model(seed), train, valid, path, **kwargs)
 
 @pytest.fixture(scope='session')
 def project_copy(tmp_path_factory):

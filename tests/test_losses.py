@@ -62,6 +62,15 @@ def upstream(shape, seed):
 
 def cdim(shape): return 1 if len(shape) > 1 else 0
 
+def grid(**axes):
+    "Run a test on every combination of `axes` (argument name -> values), like stacked `pytest.mark.parametrize`."
+    def deco(f):
+        for name, values in reversed(axes.items()): f = pytest.mark.parametrize(name, values)(f)
+        return f
+    return deco
+
+BOOL = [False, True]
+
 # ---------------------------------------------------------------------------------------- softmax family
 @pytest.mark.parametrize('shape', SHAPES)
 @pytest.mark.parametrize('seed', SEEDS)
@@ -80,10 +89,7 @@ def test_softmax_rows_sum_to_one():
     assert (p >= 0).all() and (p <= 1).all()
 
 # ---------------------------------------------------------------------------------------- nll_loss
-@pytest.mark.parametrize('ignore', [False, True])
-@pytest.mark.parametrize('use_weight', [False, True])
-@pytest.mark.parametrize('reduction', REDUCTIONS)
-@pytest.mark.parametrize('shape', SHAPES)
+@grid(shape=SHAPES, reduction=REDUCTIONS, use_weight=BOOL, ignore=BOOL)
 def test_nll_loss(shape, reduction, use_weight, ignore):
     for seed in SEEDS:
         x, t, w = make(seed, shape, ignore=ignore)
@@ -92,11 +98,7 @@ def test_nll_loss(shape, reduction, use_weight, ignore):
         compare(lambda lp: nll_loss(lp, t, w, reduction), lambda lp: F.nll_loss(lp, t, w, reduction=reduction), logp)
 
 # ---------------------------------------------------------------------------------------- cross_entropy
-@pytest.mark.parametrize('ignore', [False, True])
-@pytest.mark.parametrize('smoothing', SMOOTHING)
-@pytest.mark.parametrize('use_weight', [False, True])
-@pytest.mark.parametrize('reduction', REDUCTIONS)
-@pytest.mark.parametrize('shape', SHAPES)
+@grid(shape=SHAPES, reduction=REDUCTIONS, use_weight=BOOL, smoothing=SMOOTHING, ignore=BOOL)
 def test_cross_entropy(shape, reduction, use_weight, smoothing, ignore):
     # 288 combinations x 4 seeds; each combination draws its own seeds, so ~1,150 different inputs in all
     base = 100 * (SHAPES.index(shape) * 48 + REDUCTIONS.index(reduction) * 16 + use_weight * 8 + SMOOTHING.index(smoothing) * 2 + ignore)
@@ -137,10 +139,7 @@ def test_fastbook_example():
     assert mean == pytest.approx(1.8045, abs=1e-4), f"mean {mean} vs the book's 1.8045"
 
 # ---------------------------------------------------------------------------------------- binary cross-entropy
-@pytest.mark.parametrize('use_pos_weight', [False, True])
-@pytest.mark.parametrize('use_weight', [False, True])
-@pytest.mark.parametrize('reduction', REDUCTIONS)
-@pytest.mark.parametrize('shape', SHAPES)
+@grid(shape=SHAPES, reduction=REDUCTIONS, use_weight=BOOL, use_pos_weight=BOOL)
 def test_binary_cross_entropy(shape, reduction, use_weight, use_pos_weight):
     for seed in SEEDS:
         x, _, _ = make(seed, shape)

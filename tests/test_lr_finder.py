@@ -1,39 +1,16 @@
 "Our LR range test, suggestion rules and one-cycle schedule against fastai's, on tiny synthetic models."
 import copy, math
 import numpy as np, pytest, torch, torch.nn as nn
-from fastai.learner import Learner
-from conftest import ListDL
-from fastai.data.core import DataLoaders
-from fastai.callback.core import Callback
+import fastcore.test as fct   # (imported as a module: pytest would collect a bare `test_close` as a test)
 from fastai.optimizer import Adam, SGD
-from fastai.torch_core import params
 from fastai.callback import schedule as fs
+from conftest import tiny_model, split3, tiny_batches, tiny_learner
 from imgcls_course.lr_finder import (lr_range_test, lr_find, suggest_lrs, minimum, steep, valley, slide, sched_exp,
-                                     combined_cos, one_cycle_sched, fit_one_cycle, SmoothLoss, get_hyper)
+                                     combined_cos, one_cycle_sched, fit_one_cycle, SmoothLoss, get_hyper, RecordHypers)
 
-
-
-
-
-
-def tiny_model(seed):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(10, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4))
-
-def split3(m): return [params(m[:2]), params(m[2:5]), params(m[5:])]
-
-def tiny_batches(seed, n=8, bs=16):
-    g = torch.Generator().manual_seed(seed)
-    w = torch.randn(10, 4, generator=g)
-    out = []
-    for _ in range(n):
-        x = torch.randn(bs, 10, generator=g)
-        out.append((x, (x @ w + 0.5*torch.randn(bs, 4, generator=g)).argmax(1)))
-    return out
-
-def tiny_learner(seed, batches, tmp_path, opt_func=Adam):
-    return Learner(DataLoaders(ListDL(batches), ListDL(batches[:1]), path=tmp_path), tiny_model(seed),
-                   loss_func=nn.CrossEntropyLoss(), opt_func=opt_func, splitter=split3)
+def batches(seed, n=8):
+    "Batches with noisy labels: the finder's curve has a real drop, and some noise."
+    return tiny_batches(seed, n, noise=0.5)
 
 FUNCS = (minimum, steep, valley, slide)
 FA_FUNCS = (fs.minimum, fs.steep, fs.valley, fs.slide)
@@ -45,8 +22,8 @@ FA_FUNCS = (fs.minimum, fs.steep, fs.valley, fs.slide)
     (5, 50, 50, Adam, 1e-2),   # never diverges: runs all num_it steps
     (6, 100, 8, SGD, 100), (7, 30, 8, Adam, 1)])
 def test_lr_find_matches_fastai(seed, num_it, n_batches, opt_func, end_lr, tmp_path):
-    bs = tiny_batches(seed, n_batches)
-    learn = tiny_learner(seed, bs, tmp_path, opt_func)
+    bs = batches(seed, n_batches)
+    learn = tiny_learner(bs, bs[:1], tmp_path, seed, opt_func=opt_func)
     sd0 = copy.deepcopy(learn.model.state_dict())
     torch.manual_seed(100+seed)
     with learn.no_bar():
@@ -68,7 +45,7 @@ def test_lr_find_matches_fastai(seed, num_it, n_batches, opt_func, end_lr, tmp_p
     # and we left the model and the optimiser as we found them
     for k, v in learn.model.state_dict().items(): assert torch.equal(v, sd0[k])
     assert learn.opt.state_dict()['hypers'] == opt_sd['hypers']
-    if len(r.lrs) < num_it: assert r.stopped_early and r.losses[-1] > 4*min(r.losses)
+    if len(r.lrs) < num_it: assert r.stopped_early and r.losses[-1] > 4*min(r.losses), (len(r.lrs), r.losses[-1], min(r.losses))
 
 
 def _fastai_window(lrs, losses, num_it):
@@ -128,13 +105,16 @@ def test_too_few_points(n_rec, num_it):
     with pytest.raises(ValueError, match='usable point'): suggest_lrs(lrs[:n_rec], losses[:n_rec], num_it, FUNCS)
 
 
-def test_slide_short_window():
-    "fastai's `slide` needs 16 points (IndexError below); ours narrows its window."
-    lrs, losses = _curve(1, 100)
+@pytest.mark.parametrize('seed', range(5))
+def test_slide_short_window(seed):
+    "fastai's `slide` needs 16 points (IndexError below); ours narrows its window to what there is, as fastai's would with `lr_diff=11`."
+    lrs, losses = _curve(seed, 100)
     l, s = torch.tensor(lrs[10:22]), torch.tensor(losses[10:22])
     with pytest.raises(IndexError): fs.slide(l, s, 100)
-    v, _ = slide(l, s, 100)
-    assert float(l.min()) <= v <= float(l.max())
+    v, (x, y) = slide(l, s, 100)
+    fv, (fx, fy) = fs.slide(l, s, 100, lr_diff=len(l)-1)
+    assert v == fv and x == fx, (v, fv)
+    fct.test_close(y, float(fy), eps=1e-6)
 
 
 class NaNAfter(nn.Module):
@@ -147,7 +127,7 @@ class NaNAfter(nn.Module):
 
 
 def test_nan_loss_stops_and_warns(tmp_path):
-    bs = tiny_batches(0)
+    bs = batches(0)
     m = tiny_model(0); opt = Adam(split3(m), lr=1e-3)
     w0 = copy.deepcopy(m.state_dict())
     r = lr_range_test(m, bs, NaNAfter(40), opt, num_it=100, end_lr=1e-3, progress=False)
@@ -161,7 +141,7 @@ def test_nan_loss_stops_and_warns(tmp_path):
 
 
 def test_loader_guards():
-    bs = tiny_batches(0, 3)
+    bs = batches(0, 3)
     m = tiny_model(0); opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9)
     r = lr_range_test(m, bs, nn.CrossEntropyLoss(), opt, num_it=20, end_lr=1e-3, progress=False)
     assert len(r.lrs) == 20                                     # 3 batches cycled
@@ -187,18 +167,9 @@ def test_smooth_loss_matches_fastai():
 def test_combined_cos_matches_fastai(pct):
     "Equal up to fastai's float32 phase arithmetic: a few 1e-6 of the peak where a phase is short (pct 0.99)."
     ours, fa = combined_cos(pct, 1e-4, 1e-2, 1e-9), fs.combined_cos(pct, 1e-4, 1e-2, 1e-9)
-    d = max(abs(ours(p) - fa(p)) for p in np.linspace(0, 1, 501))
-    assert d < 1e-5 * 1e-2
+    ps = np.linspace(0, 1, 501)
+    fct.test_close([ours(p) for p in ps], [fa(p) for p in ps], eps=1e-5 * 1e-2)
     assert combined_cos(pct, 1e-4, 1e-2, 1e-9)(0.) == fa(0.) == 1e-4
-
-
-class RecordAll(Callback):
-    order = 61
-    def before_fit(self): self.lrs, self.mom_log, self.losses = [], [], []
-    def after_batch(self):
-        if not self.training: return
-        self.lrs.append([h['lr'] for h in self.opt.hypers]); self.mom_log.append([h['mom'] for h in self.opt.hypers])
-        self.losses.append(self.learn.loss.item())
 
 
 @pytest.mark.parametrize('n_epoch,lr_max,pct_start,div,div_final,moms', [
@@ -206,24 +177,24 @@ class RecordAll(Callback):
     (1, 3e-3, 0.99, 25., 1e5, None), (2, [1e-3, 2e-3, 5e-3], 0.5, 10., 1e3, (0.9, 0.8, 0.9)),
     (4, 1e-3, 0.1, 100., 1e6, (0.95, 0.85, 0.9))])
 def test_one_cycle_matches_fastai(n_epoch, lr_max, pct_start, div, div_final, moms, tmp_path):
-    bs = tiny_batches(0, 6)
-    learn = tiny_learner(0, bs[:5], tmp_path)
+    bs = batches(0, 6)
+    learn = tiny_learner(bs[:5], bs[:1], tmp_path)
     learn.create_opt()
     sd0, osd0 = copy.deepcopy(learn.model.state_dict()), copy.deepcopy(learn.opt.state_dict())
-    rec = RecordAll()
+    rec = RecordHypers()
     kw = dict(pct_start=pct_start, div=div, div_final=div_final, moms=moms or (0.95, 0.85, 0.95))
     torch.manual_seed(1)
     with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(n_epoch, lr_max, cbs=rec, **{**kw, 'moms': moms})
     # the schedule alone
     s = one_cycle_sched(n_epoch*5, np.broadcast_to(np.array(lr_max, float), (3,)), **kw)
     np.testing.assert_allclose(s['lr'], rec.lrs, rtol=1e-6)
-    np.testing.assert_allclose(s['mom'], np.array(rec.mom_log)[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(s['mom'], np.array(rec.moms)[:, 0], rtol=1e-6)
     # and our training loop, with fastai's optimiser, from the same state
     learn.model.load_state_dict(sd0); learn.opt.load_state_dict(osd0)
     torch.manual_seed(1)
     h = fit_one_cycle(learn.model, learn.opt, learn.loss_func, bs[:5], bs[:1], n_epoch, lr_max, progress=False, **kw)
     np.testing.assert_allclose(h['hps']['lr'], rec.lrs, rtol=1e-6)
-    np.testing.assert_allclose(h['hps']['mom'], rec.mom_log, rtol=1e-6)
+    np.testing.assert_allclose(h['hps']['mom'], rec.moms, rtol=1e-6)
     np.testing.assert_allclose(h['losses'], rec.losses, rtol=1e-4, atol=1e-5)
 
 
@@ -231,7 +202,7 @@ def test_one_cycle_bad_input():
     with pytest.raises(ValueError, match='pct_start'): one_cycle_sched(10, 1e-3, pct_start=1.)
     m = tiny_model(0); opt = Adam(split3(m), lr=1e-3)
     with pytest.raises(ValueError, match='2 learning rates for 3'):
-        fit_one_cycle(m, opt, nn.CrossEntropyLoss(), tiny_batches(0, 2), tiny_batches(0, 1), 1, [1e-3, 1e-2], progress=False)
+        fit_one_cycle(m, opt, nn.CrossEntropyLoss(), batches(0, 2), batches(0, 1), 1, [1e-3, 1e-2], progress=False)
 
 
 def test_fastai_fails_where_we_explain():

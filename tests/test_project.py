@@ -43,11 +43,9 @@ def _public_callables(modfile):
     defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     return [a for a in alls if a in defs]
 
-def test_docs_processing_documents_every_export(project_copy):
-    "nbdev-proc-nbs (what the docs build runs before quarto) succeeds and gives each exported function a doc entry."
-    r = subprocess.run([BIN/'nbdev-proc-nbs', '--n-workers', '1'], cwd=project_copy, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    proc = project_copy/'_proc'
+def test_docs_processing_documents_every_export(docs_proc):
+    "nbdev-proc-nbs (what the docs build runs before quarto; conftest's `docs_proc` runs it once) succeeds and gives each exported function a doc entry."
+    proc = docs_proc
     assert (proc/'_quarto.yml').exists() and (proc/'sidebar.yml').exists()
     docs = {}
     for nb in proc.glob('*.ipynb'):
