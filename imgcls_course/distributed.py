@@ -10,20 +10,19 @@ __all__ = ['EASY_BREEDS', 'GlooDistributedDL', 'CPUDistributedTrainer', 'distrib
            'launch', 'main']
 
 # %% ../nbs/71_distributed.ipynb #89d71fc5
-import os, sys, json, time, socket, argparse, subprocess, warnings
-warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+import os, sys, json, time, socket, argparse, subprocess
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import torch, torch.nn as nn, torch.distributed as dist
 from fastcore.basics import ifnone
+from .data import pets_path, PETS_RE
+from .presizing import presized_dblock   # imports fastai, silencing its torch.jit warning
 from fastai.torch_core import set_seed, rank_distrib, num_distrib
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
 from fastai.distributed import DistributedDL, DistributedTrainer
-from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr,
-                               Resize, aug_transforms, error_rate, Learner)
+from fastai.vision.all import RandomSplitter, RegexLabeller, using_attr, error_rate, Learner
 from fastai.layers import ConvLayer, Flatten
-from .data import pets_path, PETS_RE
 
 # %% ../nbs/71_distributed.ipynb #17b27998
 class GlooDistributedDL(DistributedDL):
@@ -97,9 +96,8 @@ def shard_dls(files:list, # the image files
     "Fastbook's pets `DataLoaders` on `files`, with a per-process batch of `bs // world size`."
     ws = max(1, num_distrib())
     if bs % ws: raise ValueError(f"The batch size {bs} is not a multiple of the number of processes {ws}")
-    dblock = DataBlock(blocks=(ImageBlock, CategoryBlock), get_x=log or ItemLog(),
-                       get_y=using_attr(RegexLabeller(PETS_RE), 'name'), splitter=RandomSplitter(0.2, seed=seed),
-                       item_tfms=Resize(int(size*1.5)), batch_tfms=aug_transforms(size=size, min_scale=0.75))
+    dblock = presized_dblock(using_attr(RegexLabeller(PETS_RE), 'name'), RandomSplitter(0.2, seed=seed), size,
+                             get_x=log or ItemLog())   # the pets' presizing, on this list of files
     set_seed(seed, reproducible=True)
     return dblock.dataloaders(files, bs=bs//ws, num_workers=0)
 

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 with real ImageNet weights from a registry package, ImageNet class names, and a fastai learner on the synthetic pets: no hub, no download.
+"""EfficientNet-Lite0 with real ImageNet weights from a registry package, ImageNet class names and preprocessing, and fastai's `vision_learner` on top: no hub, no download.
 
 Docs: https://imgcls-course.github.io/imgcls-course/models.html.md"""
 
@@ -6,22 +6,19 @@ Docs: https://imgcls-course.github.io/imgcls-course/models.html.md"""
 
 # %% auto #0
 __all__ = ['lite0_weights_path', 'load_by_position', 'efficientnet_lite0', 'imagenet_categories', 'imagenet_norm',
-           'imagenet_tensor', 'imagenet_predict', 'lite0_split', 'pets_dblock', 'pets_dls', 'pets_learner',
-           'trained_pets_learner']
+           'imagenet_tensor', 'imagenet_predict', 'lite0_split', 'pets_learner']
 
 # %% ../nbs/01_models.ipynb #f3832a95
 import warnings
-warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 import timm
 from PIL import Image
 from fastcore.foundation import L
-from fastai.torch_core import params, set_seed
-from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr,
-                               get_image_files, Resize, aug_transforms, vision_learner, model_meta,
-                               imagenet_stats, error_rate, Normalize)
-from .data import pets_path, cache_dir, file_lock, PETS_RE
+with warnings.catch_warnings():   # fastai's layers call `torch.jit.script`, which this torch deprecates: silenced here only
+    warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+    from fastai.torch_core import params
+    from fastai.vision.all import vision_learner, model_meta, imagenet_stats, error_rate
 
 # %% ../nbs/01_models.ipynb #fefa5a3e
 def lite0_weights_path()->Path:
@@ -94,61 +91,9 @@ def lite0_split(m:nn.Module # `nn.Sequential(body, head)` with a Lite0 body cut 
 
 model_meta[efficientnet_lite0] = {'cut': -2, 'split': lite0_split, 'stats': imagenet_stats}
 
-# %% ../nbs/01_models.ipynb #2a9702ff
-def pets_dblock(size:int=128, # final image size
-                presize:int=None, # item-level size (default `1.5*size`)
-                min_scale:float=0.75, # smallest crop of `aug_transforms`
-                seed:int=42, # split seed
-                valid_pct:float=0.2)->DataBlock:
-    "Fastbook's pets `DataBlock`: regex labels, random split and presizing."
-    return DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
-                     splitter=RandomSplitter(valid_pct, seed=seed),
-                     get_y=using_attr(RegexLabeller(PETS_RE), 'name'),
-                     item_tfms=Resize(presize or int(size*1.5)),
-                     batch_tfms=aug_transforms(size=size, min_scale=min_scale))
-
-def pets_dls(path=None, # a folder of `{breed}_{n}.jpg` images (default: the synthetic pets)
-             size:int=128, bs:int=32, seed:int=42, num_workers:int=0, **kwargs):
-    "`DataLoaders` for a pets folder, seeded so that every run sees the same batches."
-    path = Path(path or pets_path()/'images')
-    set_seed(seed, reproducible=True)
-    return pets_dblock(size=size, seed=seed, **kwargs).dataloaders(path, bs=bs, num_workers=num_workers)
-
 # %% ../nbs/01_models.ipynb #d44a4fdd
 def pets_learner(dls, # the `DataLoaders`
                  arch=efficientnet_lite0, # a model function, or a timm/torchvision name (needs internet)
                  metrics=error_rate, **kwargs):
     "A fastai `vision_learner` with the offline pretrained body, a new head, 3 parameter groups and the body frozen."
     return vision_learner(dls, arch, metrics=metrics, **kwargs)
-
-# %% ../nbs/01_models.ipynb #b3dd35b3
-def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
-                         size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3,
-                         cpu:bool=True, show_progress:bool=False):
-    "A learner fine-tuned on the synthetic pets (trained once, then loaded from the cache)."
-    from fastai.learner import load_learner
-    key = f'lite0_pets_v2_n{n}_s{seed}_sz{size}_e{epochs}_lr{base_lr}'   # v2: the split inside the stages
-    fn = cache_dir()/'models'/f'{key}.pkl'
-    fn.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(fn.with_suffix('.lock')):
-        if not fn.exists():
-            dls = pets_dls(pets_path(n=n, seed=seed, show_progress=show_progress)/'images', size=size, seed=seed)
-            learn = pets_learner(dls)
-            ctx = learn.no_bar() if not show_progress else _nullctx()
-            with ctx, learn.no_logging() if not show_progress else _nullctx():
-                learn.fine_tune(epochs, base_lr=base_lr)
-            tmp = fn.with_suffix('.tmp')
-            learn.export(tmp); tmp.replace(fn)
-    with warnings.catch_warnings():   # fastai warns that pickle is unsafe: this is our own cache file
-        warnings.filterwarnings('ignore', message='load_learner', category=UserWarning)
-        learn = load_learner(fn, cpu=cpu)
-    # an exported learner keeps no data: give it the same loaders again, with the ImageNet
-    # normalisation that `vision_learner` added to the originals
-    dls = pets_dls(pets_path(n=n, seed=seed, show_progress=show_progress)/'images', size=size, seed=seed)
-    dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')
-    learn.dls = dls
-    return learn
-
-class _nullctx:
-    def __enter__(self): return self
-    def __exit__(self, *a): pass

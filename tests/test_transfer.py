@@ -77,7 +77,8 @@ def test_freeze_clears_optimizer_state():
 
 def test_freeze_pets_learner():
     "The real learner: our split and freeze leave exactly what fastai's frozen learner leaves trainable."
-    from imgcls_course.models import pets_dls, pets_learner
+    from imgcls_course.models import pets_learner
+    from imgcls_course.presizing import pets_dls
     learn = pets_learner(pets_dls(size=32, bs=8))
     ours = copy.deepcopy(learn.model)
     for p in ours.parameters(): p.requires_grad_(True)
