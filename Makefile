@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 
-.PHONY: demo test install lint nbtest pytest export clean-nbs docs-proc bench
+.PHONY: demo test install lint nbtest pytest quicktest export clean-nbs docs-proc bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ nbtest: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest -q tests
+
+# the quick part of pytest: leaves out the tests marked slow (training, docs build, processes)
+quicktest: $(STAMP)
+	$(BIN)/pytest -q -m "not slow" tests
 
 export: $(STAMP)
 	$(BIN)/nbdev-clean && $(BIN)/nbdev-export

@@ -96,6 +96,7 @@ def _check_shards(res):
         assert set().union(*sets) == split, f'{tag}: ranks do not cover the split'
         assert [len(s) for s in sets] == [len(split)//len(res)]*len(res)
 
+@pytest.mark.slow
 def test_two_processes_are_ddp_on_gloo(runs):
     one, two = runs
     assert [r['world_size'] for r in one] == [1] and [r['world_size'] for r in two] == [2, 2]
@@ -103,12 +104,14 @@ def test_two_processes_are_ddp_on_gloo(runs):
     assert all(r['backend'] == 'gloo' and r['model_class'] == 'DistributedDataParallel' for r in two)
     assert one[0]['backend'] is None and one[0]['model_class'] == 'Sequential'
 
+@pytest.mark.slow
 def test_each_process_sees_its_shard(runs):
     one, two = runs
     _check_shards(one); _check_shards(two)
     assert two[0]['train_items'] == two[1]['train_items'] == one[0]['train_items']   # same split everywhere
     assert len(two[0]['seen']) == len(one[0]['seen']) == 2*8                          # 8 epochs x (train, valid)
 
+@pytest.mark.slow
 def test_ranks_agree(runs):
     _, two = runs
     assert two[0]['logged'] == two[1]['logged']        # metrics gathered over both ranks
@@ -116,6 +119,7 @@ def test_ranks_agree(runs):
     # the gathered metric (each rank saw half the validation set) equals a full validation on one rank
     for r in two: assert r['logged'][1:] == pytest.approx(r['validate'], rel=1e-5)
 
+@pytest.mark.slow
 def test_same_metric_within_noise(runs):
     """A bound, not an order: over 5 seeds (71_distributed, slow cells) 2 minus 1 process gave error rates -0.104 to +0.042
     and validation losses -0.126 to +0.014 (48 images); errors 0.06-0.25. The bounds below are about twice those."""

@@ -282,6 +282,7 @@ def site(request, tmp_path_factory):
     return load_site(request.getfixturevalue('docs_proc'), tmp_path_factory.mktemp('docs'))
 
 @pytest.mark.parametrize('name', PAGES)
+@pytest.mark.slow
 def test_page_as_a_reader_sees_it(site, name):
     "The page loads, its images decode, and it shows no raw directive, error, warning, progress residue or broken link."
     assert name in site, f"{name} was not processed by nbdev-proc-nbs"
@@ -305,6 +306,7 @@ Fine: a link to [this section](index.ipynb#a-planted-section), to [a lesson](30_
 Broken: [no anchor](index.ipynb#no-such-section), [no page](99_missing.ipynb), [numbered html](30_lr_finder.html),
 [outside](../README.md), [bad url](https://example..com/x) and a stray #| directive in plain prose."""
 
+@pytest.mark.slow
 def test_checker_finds_planted_problems(tmp_path):
     "Plant one of each problem in a copy of index.ipynb, run the whole pipeline, and check each is reported (and nothing fine is)."
     import nbformat

@@ -1,5 +1,6 @@
 "Packaging and nbdev hygiene: notebooks clean, library in sync, the docs build's processing, fresh install."
 import ast, json, os, subprocess, sys, zipfile
+import pytest
 from conftest import ROOT, BIN, copy_project
 
 def _run(cmd, cwd, **kw):
@@ -10,6 +11,7 @@ def _run(cmd, cwd, **kw):
 def _tree(root, sub, pat):
     return {p.relative_to(root): p.read_bytes() for p in sorted((root/sub).glob(pat))}
 
+@pytest.mark.slow
 def test_notebooks_clean_and_library_in_sync(tmp_path):
     "Running nbdev-clean and nbdev-export on a copy changes nothing: notebooks are clean, the library is in sync."
     cp = copy_project(tmp_path)
@@ -43,6 +45,7 @@ def _public_callables(modfile):
     defs = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
     return [a for a in alls if a in defs]
 
+@pytest.mark.slow
 def test_docs_processing_documents_every_export(docs_proc):
     "nbdev-proc-nbs (what the docs build runs before quarto; conftest's `docs_proc` runs it once) succeeds and gives each exported function a doc entry."
     proc = docs_proc
@@ -63,6 +66,7 @@ def test_docs_processing_documents_every_export(docs_proc):
     assert not missing, f"No doc entry (show_doc) for: {missing}"
     assert not empty, f"Empty doc entry for: {empty}"
 
+@pytest.mark.slow
 def test_fresh_install_imports(tmp_path):
     "A built wheel, installed on its own into a fresh folder, imports every module and declares the CLI."
     _run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(tmp_path/'w'), str(ROOT)], tmp_path)
