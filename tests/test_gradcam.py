@@ -1,15 +1,17 @@
 "Grad-CAM: equal to pytorch-grad-cam, batch invariance, no leaks, CAM equivalence, bad inputs, overlay colours, localisation metrics."
-import gc, warnings
+import ast, gc, warnings
 import numpy as np, pytest, torch, torch.nn as nn
-warnings.filterwarnings('ignore', category=FutureWarning)
+from torch.testing import assert_close
+from PIL import Image, ImageDraw
 from torchvision.models import resnet18
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.image import show_cam_on_image
-from imgcls_course.models import efficientnet_lite0
+from imgcls_course.models import efficientnet_lite0, imagenet_tensor
+import imgcls_course.gradcam
 from imgcls_course.gradcam import (grad_cam, normalize_cam, overlay, last_spatial_layer, class_activation_map, Hook,
                                    cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores,
-                                   localisation_per_image, pets_localisation, center_crop, crop_box, to_tensor)
+                                   localisation_per_image, pets_localisation, center_crop, box_in_crop)
 
 
 @pytest.fixture(scope='module')
@@ -38,7 +40,7 @@ def test_equal_to_pytorch_grad_cam(models, name, bs, seed):
         ours = grad_cam(model, x, targets, layer=layer)
         ref = _ref(model, layer, x, targets)
         assert ours.shape == ref.shape == (bs, *x.shape[-2:])
-        assert np.abs(ours.numpy() - ref).max() < 1e-4
+        assert_close(ours, torch.from_numpy(ref), rtol=0, atol=1e-4)
 
 @pytest.mark.parametrize('name', ['resnet18', 'lite0'])
 def test_batched_equals_per_image(models, name):
@@ -46,11 +48,23 @@ def test_batched_equals_per_image(models, name):
     x = _x(3, 4); t = [1, 500, 999, 7]
     batched = grad_cam(model, x, t, layer=layer)
     single = torch.cat([grad_cam(model, x[i:i+1], t[i], layer=layer) for i in range(4)])
-    assert (batched - single).abs().max() < 1e-5
+    assert_close(batched, single, rtol=0, atol=1e-5)
     # an int target is used for every image; None is the per-image argmax
-    assert torch.allclose(grad_cam(model, x, 5, layer=layer), grad_cam(model, x, [5]*4, layer=layer))
+    assert_close(grad_cam(model, x, 5, layer=layer), grad_cam(model, x, [5]*4, layer=layer), rtol=1e-5, atol=1e-8)
     with torch.no_grad(): pred = model(x).argmax(1)
-    assert torch.allclose(grad_cam(model, x, None, layer=layer), grad_cam(model, x, pred, layer=layer))
+    assert_close(grad_cam(model, x, None, layer=layer), grad_cam(model, x, pred, layer=layer), rtol=1e-5, atol=1e-8)
+
+def test_none_is_each_images_own_argmax(models):
+    "On photos of different things (noise gets one class for all), `targets=None` explains each image's own top class."
+    from imgcls_course.data import real_photo
+    model, layer = models['lite0']
+    x = torch.cat([imagenet_tensor(real_photo(n), 128) for n in ('chelsea', 'coffee', 'flower')])
+    with torch.no_grad(): pred = model(x).argmax(1)
+    assert len(set(pred.tolist())) == 3, pred
+    none = grad_cam(model, x, None, layer=layer)
+    assert_close(none, grad_cam(model, x, pred, layer=layer), rtol=1e-5, atol=1e-8)
+    first = grad_cam(model, x, int(pred[0]), layer=layer)           # the wrong rule: the first image's class for all
+    assert (none[1:] - first[1:]).abs().max() > 0.1
 
 def test_different_classes_give_different_maps(models):
     model, layer = models['lite0']
@@ -96,7 +110,7 @@ def test_state_restored_frozen_and_inplace():
     c = grad_cam(model, x, [1, 2, 3], layer=model.layer4[-1].bn2)  # output modified in place by `out += identity`
     assert [m.training for m in model.modules()] == flags
     for p in model.parameters(): p.requires_grad_(False)
-    assert torch.allclose(grad_cam(model, x, [1, 2, 3], layer=model.layer4[-1].bn2), c, atol=1e-6)
+    assert_close(grad_cam(model, x, [1, 2, 3], layer=model.layer4[-1].bn2), c, rtol=1e-5, atol=1e-6)
     # in-place ReLU right after the layer gives the same maps as an out-of-place one
     torch.manual_seed(1)
     def net(inplace):
@@ -105,7 +119,8 @@ def test_state_restored_frozen_and_inplace():
                              nn.ReLU(inplace), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).eval()
     a, b = net(True), net(False)
     ca, cb = grad_cam(a, x, [0, 1, 2], layer=a[2]), grad_cam(b, x, [0, 1, 2], layer=b[2])
-    assert torch.allclose(ca, cb, atol=1e-6) and ca.max() > 0.99
+    assert_close(ca, cb, rtol=1e-5, atol=1e-6)
+    assert ca.max() > 0.99, ca.max()
 
 def test_hook_removed_on_exception():
     lin = nn.Linear(2, 2)
@@ -138,7 +153,7 @@ def test_cam_equals_grad_cam_for_gap_linear(seed):
     x = _x(seed, 3, 32, 40); t = torch.randint(0, 5, (3,))
     with torch.no_grad(), Hook(model[3]) as h: model(x); act = h.stored
     cam = normalize_cam(class_activation_map(act, model[-1].weight, t), x.shape[-2:])
-    assert (grad_cam(model, x, t, layer=model[3]) - cam).abs().max() < 1e-5
+    assert_close(grad_cam(model, x, t, layer=model[3]), cam, rtol=0, atol=1e-5)
     # not a tautology: at an earlier layer the maps differ (measured 0.99-1.00 for seeds 0-9)
     d = (grad_cam(model, x, t, layer=model[1]) - cam).abs().max().item()
     assert d > 0.1, d
@@ -148,19 +163,19 @@ def test_auto_layer(models):
     assert last_spatial_layer(models['lite0'][0], _x(0, 1))[0] == 'bn2'
     model, layer = models['lite0']
     x = _x(8, 2)
-    assert torch.allclose(grad_cam(model, x), grad_cam(model, x, layer=layer))
+    assert_close(grad_cam(model, x), grad_cam(model, x, layer=layer), rtol=1e-5, atol=1e-8)
 
 def test_overlay_colours_match_reference():
     mask = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (16, 1))
     ours = overlay(np.zeros((16, 64, 3), np.uint8), mask, alpha=1.0)
     ref = show_cam_on_image(np.zeros((16, 64, 3), np.float32), mask, use_rgb=True, image_weight=0.0)
-    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
-    assert ours[0, -1, 0] > 100 and ours[0, -1, 2] < 30            # hot is red in RGB
-    assert ours[0, 0, 2] > 100 and ours[0, 0, 0] < 30              # cold is blue
+    np.testing.assert_allclose(ours.astype(int), ref.astype(int), rtol=0, atol=1)
+    assert ours[0, -1, 0] > 100 and ours[0, -1, 2] < 30, ours[0, -1]   # hot is red in RGB
+    assert ours[0, 0, 2] > 100 and ours[0, 0, 0] < 30, ours[0, 0]      # cold is blue
     img = np.random.default_rng(0).integers(0, 256, (16, 64, 3)).astype(np.uint8)
-    assert np.array_equal(overlay(img, mask, alpha=0.0), img)
+    np.testing.assert_array_equal(overlay(img, mask, alpha=0.0), img)
     half = overlay(img, mask, alpha=0.5).astype(int)
-    assert np.abs(half - (img.astype(int) + ours.astype(int))/2).max() <= 1
+    np.testing.assert_allclose(half, (img.astype(int) + ours.astype(int))/2, rtol=0, atol=1)
     with pytest.raises(ValueError): overlay(img, mask, alpha=2)
     with pytest.raises(ValueError): overlay(img.astype(np.float32), mask)    # float > 1
 
@@ -183,18 +198,22 @@ def test_box_iou_matches_torchvision(seed):
     b = np.sort(rng.uniform(0, 100, (8, 2, 2)), axis=1).transpose(0, 2, 1).reshape(8, 4)[:, [0, 2, 1, 3]]
     ref = tv_iou(torch.tensor(b), torch.tensor(b)).numpy()
     ours = np.array([[box_iou(p, q) for q in b] for p in b])
-    assert np.allclose(ours, ref, atol=1e-9)
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-9)
 
 def test_localisation_scores_perfect_and_blind():
     h = w = 32; box = (8, 8, 24, 24)
     inside = np.zeros((h, w), np.float32); inside[8:24, 8:24] = 1; inside[16, 16] = 2
     s = localisation_scores(np.stack([inside]*3), [box]*3)
-    assert s['pointing game %'] == 100 and s['box loc. error %'] == 0
+    assert s['pointing game %'] == 100, s
+    assert s['box loc. error %'] == 0, s
     assert s['energy ratio'] == pytest.approx(1/(16*16/1024))        # all the mass in a box of 256 of 1024 pixels
     outside = np.zeros((h, w), np.float32); outside[:4, :4] = 1
     s = localisation_scores(np.stack([outside]*2), [box]*2, correct=[True, True])
-    assert s['pointing game %'] == 0 and s['box loc. error %'] == 100 and s['energy ratio'] == 0
-    assert not pointing_hit(outside, box) and energy_ratio(np.ones((h, w)), box) == pytest.approx(1)
+    assert s['pointing game %'] == 0, s
+    assert s['box loc. error %'] == 100, s
+    assert s['energy ratio'] == 0, s
+    assert not pointing_hit(outside, box)
+    assert energy_ratio(np.ones((h, w)), box) == pytest.approx(1)
 
 def test_localisation_per_image_matches_scores():
     rng = np.random.default_rng(0)
@@ -225,7 +244,38 @@ def test_pets_localisation_on_a_small_model():
     assert [vocab[int(i)] for i in r['y']] == [f.name.rsplit('_', 1)[0] for f in files]
     for f, im, b, x in zip(files, r['images'], r['boxes'], r['x']):
         crop, cr = center_crop(Image.open(f), 64)
-        assert b == crop_box(boxes[f.name], cr, 64) and all(0 <= v <= 64 for v in b)
-        assert torch.allclose(to_tensor(im)[0], x)
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(crop))   # the picture shown is the crop
+        assert b == box_in_crop(boxes[f.name], cr, 64), (b, boxes[f.name], cr)
+        assert all(0 <= v <= 64 for v in b), b
+        assert_close(x, imagenet_tensor(Image.open(f), 64)[0], rtol=0, atol=1e-6)   # the model gets imagenet_tensor's input
     with torch.no_grad(): assert torch.equal(r['pred'], model(r['x']).argmax(1))
-    assert (r['cams'] - grad_cam(model, r['x'], r['y'], layer=body[-1])).abs().max() < 1e-5   # last spatial layer: the body's bn
+    assert_close(r['cams'], grad_cam(model, r['x'], r['y'], layer=body[-1]), rtol=0, atol=1e-5)   # last spatial layer: the body's bn
+
+@pytest.mark.parametrize('W,H,size,box', [(300, 200, 100, (80, 20, 140, 180)), (173, 251, 64, (10, 60, 150, 200)),
+                                          (251, 173, 128, (0, 0, 120, 90)), (200, 300, 50, (20, 10, 180, 290))])
+def test_box_in_crop_follows_the_pixels(W, H, size, box):
+    "A white box drawn on the photo lands where `box_in_crop` says, after `center_crop` (within a pixel: bilinear edges)."
+    img = Image.new('L', (W, H)); ImageDraw.Draw(img).rectangle([box[0], box[1], box[2]-1, box[3]-1], fill=255)
+    crop, cr = center_crop(img, size)
+    white = np.asarray(crop)[..., 0] >= 128
+    ys, xs = np.nonzero(white)
+    seen = torch.tensor([xs.min(), ys.min(), xs.max()+1, ys.max()+1], dtype=torch.float64)
+    assert_close(seen, torch.tensor(box_in_crop(box, cr, size), dtype=torch.float64), rtol=0, atol=1.0)
+
+def test_center_crop_is_what_imagenet_tensor_feeds():
+    "`center_crop`'s pixels, normalised, are `imagenet_tensor`'s input (odd and even margins, landscape and portrait)."
+    rng = np.random.default_rng(0)
+    for W, H in [(301, 200), (200, 301), (256, 255), (97, 97)]:
+        img = Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
+        crop, _ = center_crop(img, 56)
+        ours = imagenet_tensor(crop, 56)                               # already 56 x 56: normalised only
+        assert_close(ours, imagenet_tensor(img, 56), rtol=0, atol=1e-6)
+        mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+        ref = (np.asarray(crop)/255 - mean)/std                        # the ImageNet normalisation, by hand
+        assert_close(ours[0], torch.from_numpy(ref).permute(2, 0, 1).float(), rtol=0, atol=1e-5)
+
+def test_no_warning_filter_at_import():
+    "No module-level call of `warnings` in gradcam: importing it changes no warning filter (silence locally instead)."
+    tree = ast.parse(open(imgcls_course.gradcam.__file__).read())
+    calls = [ast.unparse(n.value.func) for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
+    assert not [c for c in calls if c.startswith('warnings.')], calls
