@@ -1,13 +1,16 @@
-"The command-line tool end to end: a messy folder, the report in a real browser, predict, atomic outputs."
+"The command-line tool end to end: folder layouts, a messy folder, the report in a real browser, predict, atomic outputs."
 import json, os, re, shutil, subprocess
+from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 import pytest
+from PIL import Image
 from conftest import BIN
 from imgcls_course.data import make_pet_image
+import imgcls_course.cli as cli
 
 CLI = str(BIN/'imgcls-course')
-FAST = ['--epochs', '1', '--size', '64', '--bs', '8', '--lr-find-iters', '8', '--quiet']
+FAST = ['--epochs', '1', '--size', '64', '--bs', '8', '--quiet']
 
 def _make_messy(d:Path)->Path:
     for b in ('Bengal', 'samoyed', 'pug'):
@@ -19,26 +22,137 @@ def _make_messy(d:Path)->Path:
     (d/'rare').mkdir(); shutil.copy(d/'pug'/'pug_1.jpg', d/'rare'/'only.jpg')
     return d
 
+def _split_tree(d:Path, n=dict(train=10, val=4, test=4), breeds=('Bengal', 'pug'))->Path:
+    "DATA/<split>/<breed>/<breed>_<i>.jpg, distinct images in every split."
+    for k, (split, m) in enumerate(n.items()):
+        for b in breeds:
+            (d/split/b).mkdir(parents=True)
+            for i in range(m): make_pet_image(b, 1, 100*k + i)[0].resize((96, 80)).save(d/split/b/f'{b}_{i}.jpg')
+    return d
+
+def _tiny_tree(root:Path, dirs, n=3)->Path:
+    for rel in dirs:
+        (root/rel).mkdir(parents=True, exist_ok=True)
+        for i in range(n): Image.new('RGB', (40, 32), (60*i, 90, 200)).save(root/rel/f'{i}.jpg')
+    return root
+
 def _snapshot(d): return {p: p.read_bytes() for p in sorted(d.rglob('*')) if p.is_file()}
+
+def _run(*args, timeout=600): return subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
+    "The messy one-folder-per-class layout, trained with the LR finder (so the report has all four figures)."
     root = tmp_path_factory.mktemp('cli')
     folder = _make_messy(root/'photos'); before = _snapshot(folder)
-    r = subprocess.run([CLI, 'train', str(folder), '--out', str(root/'out')] + FAST, capture_output=True, text=True, timeout=600)
+    r = _run('train', folder, '--out', root/'out', *FAST, '--lr', 'find', '--lr-find-iters', '8')
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return root, folder, before, r
 
+@pytest.mark.slow
 def test_train_writes_outputs_and_leaves_folder_untouched(trained):
     root, folder, before, r = trained
     assert sorted(o.name for o in (root/'out').iterdir()) == ['metrics.json', 'model.pkl', 'report.html']
     assert _snapshot(folder) == before, "train modified the user's folder"
     m = json.loads((root/'out'/'metrics.json').read_text())
     assert m['classes'] == ['Bengal', 'pug', 'samoyed'] and m['n_images'] == 24
+    assert (m['n_train'], m['n_valid'], m['n_test']) == (19, 5, 0), (m['n_train'], m['n_valid'], m['n_test'])
+    assert m['layout'] == 'layout: one sub-folder per class, no split folders, so a random 20% validation split (24 images), 3 classes', m['layout']
     why = {Path(p).name: w for p, w in m['skipped']}
     assert why['truncated.jpg'].startswith('unreadable') and why['zero.png'].startswith('unreadable')
     assert why['README.txt'].startswith('not an image') and 'too few' in why['only.jpg']
-    assert 0 <= m['valid_accuracy'] <= 1 and m['lr'] > 0
+    # the plain (un-augmented) accuracy of the report is that of the model kept: fastai's own on the same validation set
+    # after the last epoch, or the probe's if fine-tuning did not beat it there
+    assert m['kept'] in ('fine-tuned', 'linear probe'), m['kept']
+    tuned, probe = m['history'][-1]['accuracy'], m['probe_valid_accuracy']
+    assert m['kept'] == ('linear probe' if probe > tuned else 'fine-tuned'), (m['kept'], probe, tuned)
+    assert abs(m['valid_accuracy_no_tta'] - max(probe, tuned)) < 1e-6, (m['valid_accuracy_no_tta'], probe, tuned)
+    assert m['lr'] == m['lr_suggestions'].get('valley', 2e-3), (m['lr'], m['lr_suggestions'])
+    assert m['test_accuracy'] is None
+
+@pytest.mark.slow
+def test_train_val_test_folders_are_the_split(tmp_path):
+    "train/ + val/ + test/: labels are the classes (not 'train' and 'val'), the split is the folders', test is held out."
+    folder = _split_tree(tmp_path/'data'); before = _snapshot(folder)
+    r = _run('train', folder, '--out', tmp_path/'out', *FAST[:-1], '--lr', '1e-3')
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert 'layout: train/ + val/ + test/ folders (20 train, 8 valid, 8 test), 2 classes' in r.stdout, r.stdout
+    m = json.loads((tmp_path/'out'/'metrics.json').read_text())
+    assert m['classes'] == ['Bengal', 'pug'], m['classes']
+    assert (m['n_train'], m['n_valid'], m['n_test']) == (20, 8, 8)
+    assert _snapshot(folder) == before
+    # the held-out accuracy is that of the exported model on the test/ images
+    from fastai.learner import load_learner
+    learn = load_learner(tmp_path/'out'/'model.pkl', cpu=True)
+    files = sorted((folder/'test').rglob('*.jpg'))
+    with learn.no_bar(): preds, _ = learn.get_preds(dl=learn.dls.test_dl(files, num_workers=0))
+    acc = sum(learn.dls.vocab[int(i)] == f.parent.name for i, f in zip(preds.argmax(1), files))/len(files)
+    assert abs(m['test_accuracy'] - acc) < 1e-6, (m['test_accuracy'], acc)
+    assert f"held-out test accuracy {m['test_accuracy']:.1%}" in r.stdout
+
+GOOD = {  # folders -> (layout line, {split: count})
+    'classes': (['cat', 'dog'], 'layout: one sub-folder per class, no split folders, so a random 20% validation split (6 images), 2 classes', {None: 6}),
+    'train_val': (['train/cat', 'train/dog', 'val/cat', 'val/dog'], 'layout: train/ + val/ folders (6 train, 6 valid), 2 classes', {'train': 6, 'valid': 6}),
+    'train_valid_test': (['train/cat', 'train/dog', 'valid/cat', 'valid/dog', 'test/cat', 'test/dog'],
+                         'layout: train/ + valid/ + test/ folders (6 train, 6 valid, 6 test), 2 classes', {'train': 6, 'valid': 6, 'test': 6}),
+    'train_test': (['train/cat', 'train/dog', 'test/cat', 'test/dog'],
+                   'layout: train/ + test/ folders, test/ used for validation (6 train, 6 valid), 2 classes', {'train': 6, 'valid': 6}),
+    'kaggle_names': (['training_set/cat', 'training_set/dog', 'test_set/cat', 'test_set/dog'],
+                     'layout: training_set/ + test_set/ folders, test_set/ used for validation (6 train, 6 valid), 2 classes', {'train': 6, 'valid': 6}),
+    'train_only': (['train/cat', 'train/dog'], 'layout: train/ folder only, so a random 20% validation split of it (6 images), 2 classes', {'train': 6}),
+}
+
+@pytest.mark.parametrize('name', list(GOOD))
+def test_layouts_are_read(tmp_path, name):
+    dirs, line, splits = GOOD[name]
+    scan = cli.scan_folder(_tiny_tree(tmp_path/name, dirs), show_progress=False)
+    assert cli.describe_layout(scan) == line, cli.describe_layout(scan)
+    assert dict(scan.split_counts()) == splits
+    assert sorted(scan.counts) == ['cat', 'dog']
+    assert all(Path(f).parent.name == lbl for f, lbl in zip(scan.files, scan.labels))
+
+def test_regex_labels_with_split_folders(tmp_path):
+    "fastbook's file-name labels still work, and the split folders still give the split."
+    folder = _split_tree(tmp_path/'d', n=dict(train=3, valid=2))
+    for p in list(folder.rglob('*.jpg')): p.rename(p.parent.parent/p.name)   # flatten: d/train/Bengal_0.jpg
+    scan = cli.scan_folder(folder, regex=r'^(.+)_\d+\.jpg$', show_progress=False)
+    assert Counter(zip(scan.splits, scan.labels)) == {('train', 'Bengal'): 3, ('train', 'pug'): 3, ('valid', 'Bengal'): 2, ('valid', 'pug'): 2}
+    assert cli.describe_layout(scan, regex='x') == 'layout: train/ + valid/ folders, labels from file names (--regex) (6 train, 4 valid), 2 classes'
+
+def test_layout_classes_overrides(tmp_path):
+    "A class that is really called 'train' (a vehicles set): --layout classes reads every sub-folder as a class."
+    folder = _tiny_tree(tmp_path/'vehicles', ['train', 'bus', 'car'])
+    with pytest.raises(cli.FolderError, match='beside train/'): cli.scan_folder(folder, show_progress=False)
+    scan = cli.scan_folder(folder, show_progress=False, layout='classes')
+    assert sorted(scan.counts) == ['bus', 'car', 'train'] and set(scan.splits) == {None}
+
+BAD = {
+    'both val and valid': (['train/cat', 'train/dog', 'val/cat', 'valid/dog'], 'has both val/ and valid/'),
+    'class beside train': (['train/cat', 'train/dog', 'val/cat', 'val/dog', 'bird'], 'image folders beside train/: bird/'),
+    'class only in val': (['train/cat', 'train/dog', 'val/cat', 'val/bird'], 'in val/ but not in train/: bird'),
+    'class only in test': (['train/cat', 'train/dog', 'val/cat', 'test/fox'], 'in test/ but not in train/: fox'),
+    'no train folder': (['val/cat', 'val/dog', 'test/cat'], 'but no train/ folder'),
+    'test beside classes': (['cat', 'dog', 'test'], 'has test/ but no train/ folder, beside the folders cat/, dog/'),
+    'wrapped one level down': (['data/train/cat', 'data/train/dog', 'data/val/cat'], 'which holds train/, val/: run on'),
+    'split inside classes': (['cat/train', 'cat/val', 'dog/train', 'dog/val'], 'Split folders inside class folders'),
+    'empty validation folder': (['train/cat', 'train/dog'], 'val/ has no usable images'),
+}
+
+@pytest.mark.parametrize('name', list(BAD))
+def test_ambiguous_layouts_get_one_line(tmp_path, capsys, name):
+    "Each ambiguous layout: exit status 2, one line that says what to change, no traceback, no outputs."
+    dirs, msg = BAD[name]
+    folder = _tiny_tree(tmp_path/'data', dirs)
+    if name == 'empty validation folder': (folder/'val'/'cat').mkdir(parents=True); (folder/'val'/'cat'/'notes.txt').write_text('x')
+    assert cli.main(['train', str(folder), '--out', str(tmp_path/'o'), '--quiet']) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('imgcls-course: error: ') and msg in err and '\n' not in err and 'Traceback' not in err, err
+    assert not (tmp_path/'o').exists()
+
+def test_ambiguous_layout_from_the_shell(tmp_path):
+    folder = _tiny_tree(tmp_path/'data', BAD['class beside train'][0])
+    r = _run('train', folder, '--out', tmp_path/'o', timeout=120)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'beside train/' in r.stderr and 'Traceback' not in r.stderr, r.stderr
 
 class _Links(HTMLParser):
     def __init__(self): super().__init__(); self.imgs, self.hrefs, self.ids, self.body = [], [], set(), {}
@@ -55,6 +169,7 @@ def _chromium():
     if os.environ.get('CI'): pytest.fail("CI must install Debian's chromium to test the report page")
     pytest.skip("no chromium here (CI installs it)")
 
+@pytest.mark.slow
 def test_report_renders_in_headless_chromium(trained, tmp_path):
     "The report loads in a real browser, every figure decodes, and every link points inside the page."
     root = trained[0]
@@ -71,14 +186,16 @@ def test_report_renders_in_headless_chromium(trained, tmp_path):
     assert p.hrefs and all(h.startswith('#') and h[1:] in p.ids for h in p.hrefs), f"broken links: {p.hrefs}"
     assert not re.search(r'(src|href)="(https?:|file:)', r.stdout), "the report must not depend on outside files"
 
+@pytest.mark.slow
 def test_predict_prints_probabilities_and_saves_cams(trained, tmp_path):
     root, folder = trained[:2]
     imgs = [folder/'Bengal'/'Bengal_0.jpg', folder/'pug'/'pug_3.jpg', folder/'pug'/'truncated.jpg']
-    r = subprocess.run([CLI, 'predict', str(root/'out'/'model.pkl'), *map(str, imgs), '-k', '2', '--cam-dir', str(tmp_path/'cams')],
-                       capture_output=True, text=True, timeout=300)
+    r = _run('predict', root/'out'/'model.pkl', *imgs, '-k', '2', '--cam-dir', tmp_path/'cams', timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [l for l in r.stdout.splitlines() if l.strip()]
     assert len(lines) == 2 and all(len(re.findall(r'\w+ (0\.\d{3}|1\.000)', l)) == 2 for l in lines), r.stdout
+    probs = [[float(x) for x in re.findall(r' (\d\.\d{3})', l)] for l in lines]
+    assert all(p[0] >= p[1] for p in probs), f"classes must come most likely first: {probs}"
     assert 'truncated.jpg: skipped, unreadable' in r.stderr
     assert sorted(o.name for o in (tmp_path/'cams').iterdir()) == ['Bengal_0_cam.png', 'pug_3_cam.png']
 
@@ -90,29 +207,31 @@ def test_predict_prints_probabilities_and_saves_cams(trained, tmp_path):
 ])
 def test_bad_folders_get_one_clear_line(tmp_path, setup, msg):
     d = tmp_path/'f'; setup(d)
-    r = subprocess.run([CLI, 'train', str(d), '--out', str(tmp_path/'o')], capture_output=True, text=True, timeout=120)
+    r = _run('train', d, '--out', tmp_path/'o', timeout=120)
     assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr, r.stderr
     assert not (tmp_path/'o').exists()
 
 def test_predict_bad_model_is_a_clear_error(tmp_path):
     (tmp_path/'m.pkl').write_bytes(b'not a model')
-    r = subprocess.run([CLI, 'predict', str(tmp_path/'m.pkl'), 'x.jpg'], capture_output=True, text=True, timeout=120)
+    r = _run('predict', tmp_path/'m.pkl', 'x.jpg', timeout=120)
     assert r.returncode == 2 and 'not a model written by' in r.stderr and 'Traceback' not in r.stderr
 
+@pytest.mark.slow
 def test_crash_while_writing_leaves_no_half_written_outputs(trained, tmp_path, monkeypatch):
     "A crash in the middle of exporting the model leaves neither a partial model nor a report, nor temp files."
-    import imgcls_course.cli as cli
     from fastai.learner import Learner
     def _half_then_crash(self, fname, **kw):
         Path(fname).write_bytes(b'partial'); raise OSError('disk full')
     monkeypatch.setattr(Learner, 'export', _half_then_crash)
     out = tmp_path/'out'; out.mkdir(); (out/'keep.txt').write_text('mine')
     with pytest.raises(OSError, match='disk full'):
-        cli.train(trained[1], out=out, epochs=1, size=64, bs=8, lr_find_iters=8, n_cams=2, quiet=True)
+        cli.train(trained[1], out=out, epochs=1, size=64, bs=8, lr=1e-3, n_cams=2, quiet=True)
     assert sorted(o.name for o in out.iterdir()) == ['keep.txt']
 
+@pytest.mark.slow
 def test_small_folder_with_default_lr_finder_settings(trained, tmp_path):
     "40 LR-finder steps on a 3-batch folder diverge early: fastai's suggestions raise IndexError there, ours fall back."
-    import imgcls_course.cli as cli
-    m = cli.train(trained[1], out=tmp_path/'o', epochs=1, size=64, bs=8, n_cams=2, quiet=True)
-    assert m['lr'] > 0 and (tmp_path/'o'/'report.html').exists()
+    m = cli.train(trained[1], out=tmp_path/'o', epochs=1, size=64, bs=8, lr=None, n_cams=2, quiet=True)
+    assert (tmp_path/'o'/'report.html').exists()
+    # the rate used is the finder's valley, or the fallback where the curve was too short to suggest one
+    assert m['lr'] == m['lr_suggestions'].get('valley', 2e-3) and 1e-7 < m['lr'] < 1, m
