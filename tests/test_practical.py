@@ -1,11 +1,13 @@
 "Cross-checks of `imgcls_course.practical` against scikit-learn and torch, on many seeds, plus bad inputs."
 import numpy as np, pytest, torch, torch.nn as nn
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
-from imgcls_course.practical import (class_weights, oversampling_sampler, confusion, recall_precision, stratified_split,
+from imgcls_course.interpret import confusion_matrix
+from imgcls_course.models import imagenet_norm
+from imgcls_course.practical import (class_weights, oversampling_sampler, recall_precision, stratified_split,
                                      group_split, random_split, consecutive_split, activation_memory, max_batch_size,
-                                     shift_images, make_signs, augment_batch, sign_cnn, predict, normalize, SIGN_CLASSES)
+                                     shift_images, make_signs, augment_batch, sign_cnn, predict_probs, SIGN_CLASSES)
 
 
 def _imbalanced(seed, n=300, k=6):
@@ -32,20 +34,17 @@ def test_oversampling_draws_classes_evenly(seed):
     assert list(oversampling_sampler(y, seed=seed)) == list(oversampling_sampler(y, seed=seed))
 
 @pytest.mark.parametrize('seed', range(10))
-def test_confusion_and_recall_precision_match_sklearn(seed):
+def test_recall_precision_match_sklearn(seed):
     rng = np.random.default_rng(seed)
     yt = rng.integers(0, 7, 250)
     yp = np.where(rng.random(250) < 0.6, yt, rng.integers(0, 7, 250))
     yp[yp == 6] = 5                                     # class 6 is never predicted: precision undefined -> 0
-    cm = confusion(yt, yp, 7)
-    np.testing.assert_array_equal(cm, confusion_matrix(yt, yp, labels=range(7)))
+    cm = confusion_matrix(yt, yp, 7)                    # the course's one confusion matrix (lesson 40)
+    np.testing.assert_array_equal(cm, sk_confusion_matrix(yt, yp, labels=range(7)))
     p, r, _, s = precision_recall_fscore_support(yt, yp, labels=range(7), zero_division=0)
     rp = recall_precision(cm)
     np.testing.assert_allclose(rp.recall.values, r); np.testing.assert_allclose(rp.precision.values, p)
     np.testing.assert_array_equal(rp.support.values, s)
-
-def test_confusion_bad_shapes():
-    with pytest.raises(ValueError, match='differ'): confusion([0, 1, 2], [0, 1])
 
 @pytest.mark.parametrize('seed', range(10))
 @pytest.mark.parametrize('pct', [0.2, 0.25])
@@ -111,11 +110,34 @@ def test_max_batch_size():
         assert max_batch_size(m, (3, 32, 32), budget) == 2**int(np.log2(k))
     with pytest.raises(ValueError, match='Not even one'): max_batch_size(m, (3, 32, 32), r['state_bytes'])
 
-def test_shift_images():
+def test_shift_images_shapes_and_light():
     x, _, _ = make_signs(3, 1, seed=0)
     for k in ('dark', 'bright', 'blur', 'lowres', 'crop'):
-        y = shift_images(x, k); assert y.shape == x.shape and y.dtype == torch.uint8
+        y = shift_images(x, k); assert y.shape == x.shape and y.dtype == torch.uint8, (k, y.shape, y.dtype)
+    xf = x.float()
+    torch.testing.assert_close(shift_images(x, 'dark'), (xf*0.4).round().to(torch.uint8), atol=0, rtol=0)
+    torch.testing.assert_close(shift_images(x, 'bright'), (255 - (255 - xf)*0.4).round().to(torch.uint8), atol=0, rtol=0)
     with pytest.raises(ValueError, match='Unknown shift'): shift_images(x, 'rain')
+
+def test_shift_images_blur_is_the_binomial_kernel():
+    x = torch.zeros(1, 3, 15, 15, dtype=torch.uint8); x[..., 7, 7] = 255        # one bright pixel, far from the edges
+    k = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1])/256
+    want = np.zeros((15, 15)); want[5:10, 5:10] = np.round(255*k)
+    for c in range(3): np.testing.assert_array_equal(shift_images(x, 'blur')[0, c].numpy(), want)
+
+def test_shift_images_lowres_loses_fine_detail():
+    x = torch.zeros(1, 3, 30, 30, dtype=torch.uint8); x[..., ::2] = 255           # 1-pixel stripes
+    y = shift_images(x, 'lowres').float()
+    assert abs(y.mean().item() - x.float().mean().item()) < 15, (y.mean(), x.float().mean())
+    assert y.std().item() < 0.5*x.float().std().item(), (y.std(), x.float().std())   # the stripes are mostly gone
+    coarse = torch.zeros(1, 3, 30, 30, dtype=torch.uint8); coarse[..., 15:] = 200  # a coarse edge survives
+    assert (shift_images(coarse, 'lowres')[..., :, :12] == 0).all() and (shift_images(coarse, 'lowres')[..., :, 18:] == 200).all()
+
+def test_shift_images_crop_zooms_in():
+    ramp = (torch.arange(32)*8).to(torch.uint8).expand(1, 3, 32, 32).contiguous()  # pixel value = 8 * column
+    y = shift_images(ramp, 'crop')
+    c = round(32*0.2)                                                               # 6 px cut left and top, 3 right and bottom
+    assert (y[..., 0] == 8*c).all() and (y[..., -1] == 8*(32 - c//2 - 1)).all(), (y[0, 0, 0, [0, -1]])
 
 def test_make_signs():
     x, y, g = make_signs(12, 2, size=32, seed=7, classes=[3, 5])
@@ -130,16 +152,16 @@ def test_augment_batch_identity_and_randomness():
     torch.testing.assert_close(augment_batch(x, rot=0, zoom=0, shift=0, light=0, contrast=0), x, atol=1e-5, rtol=0)
     assert (augment_batch(x) - x).abs().mean() > 0.05
 
-def test_predict_train_mode_leaves_model_alone():
+def test_predict_probs_train_mode_leaves_model_alone():
     m = sign_cnn()
-    x = normalize(make_signs(4, 2, seed=1)[0])
+    x = imagenet_norm(make_signs(4, 2, seed=1)[0])
     bn = [o for o in m.modules() if isinstance(o, nn.BatchNorm2d)][0]
     before = bn.running_mean.clone()
     m.train()
-    p = predict(m, x, train_mode=True)
+    p = predict_probs(m, x, train_mode=True)
     assert torch.equal(bn.running_mean, before) and m.training
     torch.testing.assert_close(p.sum(1), torch.ones(len(x)))
-    m.eval(); q1, q2 = predict(m, x), predict(m, x)
+    m.eval(); q1, q2 = predict_probs(m, x), predict_probs(m, x)
     assert torch.equal(q1, q2) and not m.training
 
 @pytest.mark.parametrize('shape,tile', [((1, 3, 32, 32), 16), ((2, 1, 64, 96), 32), ((3, 3, 30, 20), 10)])
@@ -214,50 +236,9 @@ def test_train_cnn_seed_fixes_the_run():
     assert len(train_cnn(dls, sign_cnn(), epochs=1).dashboard.avgs()) == 1   # a model instance still works
 
 
-# --- statistics over seeds ------------------------------------------------------------------------------------------
-
-def test_over_seeds_rows_and_seed_column():
-    from imgcls_course.practical import over_seeds
-    df = over_seeds(lambda s: {'x': s*2}, [3, 5])
-    assert df.columns.tolist() == ['seed', 'x'] and df.seed.tolist() == [3, 5] and df.x.tolist() == [6, 10]
-    df = over_seeds(lambda s: [{'k': 'a', 'x': s}, {'k': 'b', 'x': -s}], range(3))
-    assert len(df) == 6 and df[df.k == 'b'].x.tolist() == [0, -1, -2]
-
-@pytest.mark.parametrize('seed', range(5))
-def test_spread_and_seed_table_match_numpy(seed):
-    import pandas as pd
-    from imgcls_course.practical import spread, seed_table
-    x = np.random.default_rng(seed).normal(0.5, 0.1, 7)
-    assert spread(x) == f"{x.mean():.3f} ± {x.std(ddof=1):.3f} ({x.min():.3f} to {x.max():.3f})"
-    assert spread(np.r_[x, np.nan], 2) == spread(x, 2)                      # NaNs are left out
-    assert spread([np.nan]) == '–' and spread([0.25]) == '0.250 (one seed)'
-    df = pd.DataFrame({'seed': np.r_[range(7), range(7)], 'g': ['u']*7 + ['v']*7, 'acc': np.r_[x, 1 - x]})
-    t = seed_table(df, 'g')
-    assert t.columns.tolist() == ['acc'] and t.loc['u', 'acc'] == spread(x) and t.loc['v', 'acc'] == spread(1 - x)
-
-@pytest.mark.parametrize('seed', range(5))
-def test_paired_gap_matches_numpy(seed):
-    import pandas as pd
-    from imgcls_course.practical import paired_gap, gap_table
-    rng = np.random.default_rng(seed)
-    a = pd.Series(rng.normal(0.6, 0.05, 8)); b = a - rng.normal(0.02, 0.03, 8)
-    d = (a - b).values
-    g = paired_gap(a, b)
-    np.testing.assert_allclose([g['mean'], g['std'], g['min'], g['max']], [d.mean(), d.std(ddof=1), d.min(), d.max()])
-    assert g['positive'] == f"{(d > 0).sum()}/8"
-    same = (d > 0).all() or (d < 0).all()
-    want = 'clear' if same and abs(d.mean()) >= 2*d.std(ddof=1) else 'same sign in every seed' if same else 'not separable'
-    assert g['verdict'] == want
-    t = gap_table({'a - b': (a, b), 'b - a': (b, a)}, digits=4)
-    np.testing.assert_allclose(t['mean'].values, [round(d.mean(), 4), round(-d.mean(), 4)])
-
-def test_paired_gap_verdicts_and_bad_inputs():
-    import pandas as pd
-    from imgcls_course.practical import paired_gap
-    base = pd.Series([0.5, 0.6, 0.55, 0.52, 0.58, 0.61])
-    assert paired_gap(base + 0.1, base)['verdict'] == 'clear'                # constant gap: std 0
-    assert paired_gap(base + [0.01, 0.2]*3, base)['verdict'] == 'same sign in every seed'
-    assert paired_gap(base + [0.01, -0.01]*3, base)['verdict'] == 'not separable'
-    assert paired_gap(base[:4] + 0.1, base[:4])['verdict'] == 'too few seeds'
-    assert paired_gap([0.7, 0.8, 0.9], [0.6, 0.7, 0.8], min_seeds=3)['verdict'] == 'clear'   # plain sequences work too
-    with pytest.raises(ValueError, match='same seeds'): paired_gap(base[:3], base[3:])
+def test_tensor_dls_normalises_with_imagenet_norm():
+    x, y, _ = make_signs(16, 2, seed=0)
+    dls = _tiny_dls()
+    torch.testing.assert_close(dls.train.dataset.tensors[0], imagenet_norm(x[:24]), atol=0, rtol=0)
+    torch.testing.assert_close(dls.valid.dataset.tensors[0], imagenet_norm(x[24:]), atol=0, rtol=0)
+    assert torch.equal(dls.valid.dataset.tensors[1], y[24:])
