@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 
-.PHONY: demo test install lint nbtest pytest quicktest export clean-nbs docs-proc bench
+.PHONY: demo test install lint nbtest pytest quicktest export clean-nbs docs-proc bench bench-real
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,5 +48,14 @@ export: $(STAMP)
 docs-proc: $(STAMP)
 	$(BIN)/nbdev-proc-nbs
 
+# the benchmarks that need no download (each prints a table); bench-real needs internet once
 bench: $(STAMP)
-	for f in bench/*.py; do $(BIN)/python $$f; done
+	$(BIN)/python bench/presizing_bench.py
+	$(BIN)/python bench/gradcam_bench.py
+	if [ -f bench/localisation.py ]; then $(BIN)/python bench/localisation.py; fi
+
+# real photos: build the two public sets (git + internet, once), then the tool's default vs a linear probe
+REAL ?= $(HOME)/.cache/imgcls_course/real_sets
+bench-real: $(STAMP)
+	if [ ! -d $(REAL)/bears ] || [ ! -d $(REAL)/cats_dogs ]; then $(BIN)/python bench/get_real_photos.py --dest $(REAL); fi
+	for s in bears cats_dogs; do $(BIN)/python bench/real_photos.py $(REAL)/$$s --seeds 0,1,2; done
