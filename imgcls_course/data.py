@@ -124,14 +124,17 @@ def _draw_pet(spec, W, rng):
 def make_pet_image(breed:str, # a key of `BREEDS`
                    seed:int=42, # dataset seed
                    i:int=0, # image index; with `seed`, fixes every random choice
+                   placement:str='centre', # 'centre': inside the central square; 'anywhere': a smaller pet anywhere in a square frame
                   )->tuple: # (PIL image, ground-truth box `(x0,y0,x1,y1)` in pixels)
     "Draw one synthetic pet of `breed` on a cluttered background."
     if breed not in BREEDS: raise KeyError(f"Unknown breed {breed!r}; choose one of {sorted(BREEDS)}")
-    rng = np.random.default_rng([seed, i])
+    if placement not in ('centre', 'anywhere'): raise ValueError(f"placement must be 'centre' or 'anywhere', not {placement!r}")
+    rng = np.random.default_rng([seed, i])   # the same draws in the same order for both placements
     long, ar = rng.uniform(180, 560), math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
     w, h = (int(long), int(long/ar)) if ar>=1 else (int(long*ar), int(long))
+    if placement == 'anywhere': w = h = int(long)   # square: the centre crop a model sees is the whole frame
     img, s = cluttered_background(w, h, rng), min(w, h)
-    col, m = _draw_pet(BREEDS[breed], rng.uniform(0.45, 0.8)*s, rng)
+    col, m = _draw_pet(BREEDS[breed], rng.uniform(*((0.45, 0.8) if placement == 'centre' else (0.3, 0.55)))*s, rng)
     if col.height > 0.9*s:
         f = 0.9*s/col.height
         col = col.resize((max(4, int(col.width*f)), max(4, int(col.height*f)))); m = m.resize(col.size)
@@ -166,6 +169,7 @@ def make_pets(dest, # folder to create; must not exist yet
               seed:int=42, # dataset seed
               breeds=None, # breed names (default: all of `BREEDS`)
               show_progress:bool=True,
+              placement:str='centre', # where the pets sit: see `make_pet_image`
              )->Path:
     "Generate the synthetic pets into `dest/images` with their boxes in `dest/boxes.csv`."
     dest, breeds = Path(dest), listify(breeds) or list(BREEDS)
@@ -179,7 +183,7 @@ def make_pets(dest, # folder to create; must not exist yet
         it = range(n)
         for i in (progress_bar(it, leave=False) if show_progress else it):
             b = breeds[i % len(breeds)]; counts[b] += 1
-            img, box = make_pet_image(b, seed, i)
+            img, box = make_pet_image(b, seed, i, placement)
             fn = f'{b}_{counts[b]}.jpg'
             img.save(tmp/'images'/fn, quality=90)
             rows.append(dict(fname=fn, label=b, width=img.width, height=img.height,
