@@ -279,3 +279,119 @@ def test_no_warning_filter_at_import():
     tree = ast.parse(open(imgcls_course.gradcam.__file__).read())
     calls = [ast.unparse(n.value.func) for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
     assert not [c for c in calls if c.startswith('warnings.')], calls
+
+
+# --- contrastive maps, more methods, transformers (issue 14, items 2, 3, 5)
+from pytorch_grad_cam import HiResCAM, LayerCAM, GradCAMPlusPlus
+from pytorch_grad_cam.utils.reshape_transforms import vit_reshape_transform
+from imgcls_course.gradcam import CAM_METHODS, tokens_to_map
+
+REF_CAMS = {'gradcam': GradCAM, 'hirescam': HiResCAM, 'layercam': LayerCAM, 'gradcam++': GradCAMPlusPlus}
+
+def _ref_any(Ref, model, layer, x, targets, reshape_transform=None):
+    "pytorch-grad-cam's class `Ref`; `targets` are class indices or callables on one image's output row."
+    tg = [t if callable(t) else ClassifierOutputTarget(int(t)) for t in targets]
+    with warnings.catch_warnings(), Ref(model, [layer], reshape_transform=reshape_transform) as cam:
+        warnings.simplefilter('ignore')
+        return torch.from_numpy(cam(x, tg))
+
+def test_methods_are_the_references():
+    assert set(CAM_METHODS) == set(REF_CAMS)
+
+@pytest.mark.parametrize('method', list(REF_CAMS))
+@pytest.mark.parametrize('name', ['resnet18', 'lite0', 'lite0-mid'])
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_methods_equal_pytorch_grad_cam(models, method, name, seed):
+    "Each `method=` equals pytorch-grad-cam's class of that name on the same layer, inputs and targets."
+    model, layer = models[name]
+    x = _x(10+seed, 3, 64, 96 if seed == 1 else 64)
+    t = torch.randint(0, 1000, (3,), generator=torch.Generator().manual_seed(200+seed)).tolist()
+    ours = grad_cam(model, x, t, layer=layer, method=method)
+    ref = _ref_any(REF_CAMS[method], model, layer, x, t)
+    assert ours.shape == ref.shape == (3, *x.shape[-2:])
+    assert_close(ours, ref, rtol=0, atol=1e-4)                     # measured <= 2e-6 on these inputs
+
+@pytest.mark.parametrize('method', list(REF_CAMS))
+@pytest.mark.parametrize('name', ['resnet18', 'lite0', 'lite0-mid'])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_contrast_equals_reference_callable_target(models, method, name, seed):
+    "`contrast=k` explains y_c - y_k: the reference with the callable target `lambda out: out[c] - out[k]`."
+    model, layer = models[name]
+    x = _x(20+seed, 3)
+    g = torch.Generator().manual_seed(300+seed)
+    c, k = torch.randint(0, 1000, (3,), generator=g).tolist(), torch.randint(0, 1000, (3,), generator=g).tolist()
+    ours = grad_cam(model, x, c, layer=layer, contrast=k, method=method)
+    ref = _ref_any(REF_CAMS[method], model, layer, x, [lambda o, a=a, b=b: o[a] - o[b] for a, b in zip(c, k)])
+    assert_close(ours, ref, rtol=0, atol=1e-4)
+    if method == 'gradcam' and name != 'resnet18':                 # at 64 px resnet18's map is 2x2: too coarse to differ
+        plain = grad_cam(model, x, c, layer=layer)
+        assert (ours - plain).abs().max() > 0.1, (ours - plain).abs().max()   # the contrast is another question
+
+def test_contrast_forms(models):
+    "An int contrast is used for every image, None for the target is the predicted class; c - c has nothing to show."
+    model, layer = models['lite0']
+    x = _x(30, 3)
+    assert_close(grad_cam(model, x, [1, 2, 3], layer=layer, contrast=7),
+                 grad_cam(model, x, [1, 2, 3], layer=layer, contrast=[7, 7, 7]), rtol=1e-5, atol=1e-7)
+    with torch.no_grad(): pred = model(x).argmax(1)
+    assert_close(grad_cam(model, x, None, layer=layer, contrast=5), grad_cam(model, x, pred, layer=layer, contrast=5),
+                 rtol=1e-5, atol=1e-7)
+    assert grad_cam(model, x, 4, layer=layer, contrast=4).abs().max() == 0    # zero gradient: zeros, not NaN
+    with pytest.raises(IndexError, match='out of range'): grad_cam(model, x, 1, layer=layer, contrast=1000)
+    with pytest.raises(ValueError, match='one per image'): grad_cam(model, x, 1, layer=layer, contrast=[1, 2])
+    with pytest.raises(ValueError, match='Unknown method'): grad_cam(model, x, method='gradcampp')
+    assert _n_hooks(model) == 0
+
+def test_hirescam_is_gradcam_for_gap_linear():
+    "For conv -> GAP -> linear the gradient is the same everywhere, so HiResCAM = Grad-CAM; not at an earlier layer."
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5)).eval()
+    x = _x(31, 2, 32, 32)
+    assert_close(grad_cam(model, x, [1, 2], layer=model[3], method='hirescam'),
+                 grad_cam(model, x, [1, 2], layer=model[3]), rtol=0, atol=1e-5)
+    d = (grad_cam(model, x, [1, 2], layer=model[1], method='hirescam') - grad_cam(model, x, [1, 2], layer=model[1])).abs().max()
+    assert d > 0.05, d
+
+@pytest.fixture(scope='module')
+def vit():
+    import timm
+    torch.manual_seed(0)
+    return timm.create_model('vit_tiny_patch16_224', pretrained=False, img_size=64, num_classes=10).eval()
+
+def test_tokens_to_map_equals_reference():
+    t = torch.randn(2, 1+16, 8)
+    assert torch.equal(tokens_to_map(t), vit_reshape_transform(t, 4, 4))
+    assert torch.equal(tokens_to_map(t[:, :, :], hw=(2, 8)), vit_reshape_transform(t, 2, 8))
+    with pytest.raises(ValueError, match='square'): tokens_to_map(t[:, :-1])
+    with pytest.raises(ValueError, match=r'\(N,T,C\)'): tokens_to_map(t[0])
+
+def test_vit_never_a_silent_map(vit):
+    "On a ViT the automatic layer would be a patch embedding or an attention tensor: an error says what to pass."
+    x = _x(40, 2)
+    with pytest.raises(ValueError, match='transformer.*reshape_transform'): last_spatial_layer(vit, x)
+    with pytest.raises(ValueError, match='reshape_transform'): grad_cam(vit, x)
+    with pytest.raises(ValueError, match='tokens.*reshape_transform'): grad_cam(vit, x, layer=vit.blocks[-1].norm1)
+    with pytest.raises(ValueError, match='pass the layer'): grad_cam(vit, x, reshape_transform=tokens_to_map)
+    assert _n_hooks(vit) == 0
+    # CNNs are not affected: their last spatial layer is still found
+    assert last_spatial_layer(_small_cnn(), _x(0, 1, 16, 16))[0] == '4'   # its last ReLU
+
+@pytest.mark.parametrize('method', list(REF_CAMS))
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_vit_reshape_transform_equals_reference(vit, method, seed):
+    "A tiny timm ViT, tokens laid on their 4x4 grid: equal to pytorch-grad-cam with its `vit_reshape_transform`."
+    x = _x(50+seed, 3)
+    t = torch.randint(0, 10, (3,), generator=torch.Generator().manual_seed(400+seed)).tolist()
+    layer = vit.blocks[-1].norm1
+    ours = grad_cam(vit, x, t, layer=layer, method=method, reshape_transform=tokens_to_map)
+    ref = _ref_any(REF_CAMS[method], vit, layer, x, t, reshape_transform=lambda a: vit_reshape_transform(a, 4, 4))
+    assert ours.shape == (3, 64, 64)
+    assert_close(ours, ref, rtol=0, atol=1e-4)
+    con = grad_cam(vit, x, t, layer=layer, method=method, reshape_transform=tokens_to_map, contrast=[(c+1) % 10 for c in t])
+    ref_con = _ref_any(REF_CAMS[method], vit, layer, x, [lambda o, a=a: o[a] - o[(a+1) % 10] for a in t],
+                       reshape_transform=lambda a: vit_reshape_transform(a, 4, 4))
+    assert_close(con, ref_con, rtol=0, atol=1e-4)
+    # a wrong reshape (the grid transposed: rows for columns) is caught by the same comparison
+    wrong = grad_cam(vit, x, t, layer=layer, method=method, reshape_transform=lambda a: tokens_to_map(a).transpose(2, 3))
+    assert (wrong - ref).abs().max() > 1e-2, (wrong - ref).abs().max()
