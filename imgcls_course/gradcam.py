@@ -1,4 +1,4 @@
-"""Where does the model look? Grad-CAM step by step with hooks, CAM as its special case, overlays with the right colours, checked against `pytorch-grad-cam` and measured for localisation on boxes we know.
+"""Where does the model look? Grad-CAM step by step with hooks, CAM as its special case, HiResCAM, LayerCAM and Grad-CAM++ as one mechanism, contrastive maps (why this class rather than that one), vision transformers, overlays with the right colours, all checked against `pytorch-grad-cam`, and localisation measured on boxes we know.
 
 Docs: https://imgcls-course.github.io/imgcls-course/gradcam.html.md"""
 

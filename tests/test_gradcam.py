@@ -250,6 +250,9 @@ def test_pets_localisation_on_a_small_model():
         assert_close(x, imagenet_tensor(Image.open(f), 64)[0], rtol=0, atol=1e-6)   # the model gets imagenet_tensor's input
     with torch.no_grad(): assert torch.equal(r['pred'], model(r['x']).argmax(1))
     assert_close(r['cams'], grad_cam(model, r['x'], r['y'], layer=body[-1]), rtol=0, atol=1e-5)   # last spatial layer: the body's bn
+    r2 = pets_localisation(learn, boxes, size=64, bs=4, method='layercam')
+    assert_close(r2['cams'], grad_cam(model, r['x'], r['y'], layer=body[-1], method='layercam'), rtol=0, atol=1e-5)
+    assert (r2['cams'] - r['cams']).abs().max() > 1e-3                # the method reaches the maps
 
 @pytest.mark.parametrize('W,H,size,box', [(300, 200, 100, (80, 20, 140, 180)), (173, 251, 64, (10, 60, 150, 200)),
                                           (251, 173, 128, (0, 0, 120, 90)), (200, 300, 50, (20, 10, 180, 290))])
