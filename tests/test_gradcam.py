@@ -1,4 +1,4 @@
-"Grad-CAM: equal to pytorch-grad-cam, batch invariance, no leaks, CAM equivalence, bad inputs, overlay colours, localisation metrics."
+"Grad-CAM: equal to pytorch-grad-cam (Grad-CAM, HiResCAM, LayerCAM, Grad-CAM++, contrastive targets, a ViT through reshape_transform), batch invariance, no leaks, CAM equivalence, bad inputs, overlay colours, localisation metrics."
 import ast, gc, warnings
 import numpy as np, pytest, torch, torch.nn as nn
 from torch.testing import assert_close
