@@ -105,6 +105,9 @@ def box_in_crop(box, # `(x0,y0,x1,y1)` in the original image
 # %% ../nbs/41_gradcam.ipynb #77197802
 def _is_spatial(o): return isinstance(o, torch.Tensor) and o.ndim == 4 and o.shape[-1]*o.shape[-2] > 1
 def _is_tokens(o): return isinstance(o, torch.Tensor) and o.ndim == 3 and o.shape[1] > 1 and o.shape[2] > 1
+def _channels_last(m, o): # a LayerNorm over the last axis of a 4-D output that is not its channel axis: (N,H,W,C)
+    return isinstance(m, nn.LayerNorm) and _is_spatial(o) and tuple(m.normalized_shape) == (o.shape[-1],) and o.shape[-1] != o.shape[1]
+_NHWC_HINT = "channels last (N,H,W,C), as a Swin transformer's are; pass `reshape_transform=lambda t: t.permute(0, 3, 1, 2)` (and `layer=`)"
 
 _VIT_HINT = ("pass `layer=` and `reshape_transform=tokens_to_map` (for a timm ViT: "
              "`layer=model.blocks[-1].norm1`, and `functools.partial(tokens_to_map, n_prefix=model.num_prefix_tokens)`)")
@@ -115,7 +118,7 @@ def last_spatial_layer(model:nn.Module, # a CNN
     "The last module of `model` whose output on `x` is a spatial map `(N,C,H,W)` with `H*W>1`; an error for a transformer."
     found, tokens, handles = [], [], []
     def hook(m, i, o, name):
-        if _is_spatial(o): found.append((name, m))
+        if _is_spatial(o): found.append((name, m, _channels_last(m, o), tuple(o.shape)))
         elif _is_tokens(o): tokens.append((len(found), name, tuple(o.shape)))
     for name, m in model.named_modules():
         if m is model: continue
@@ -129,7 +132,8 @@ def last_spatial_layer(model:nn.Module, # a CNN
                          f"not maps: a transformer? Its last 4-D output ('{found[-1][0] if found else None}') is not "
                          f"the class's feature map; {_VIT_HINT}")
     if not found: raise ValueError("No layer of the model outputs a spatial map (N,C,H,W with H*W>1); is it a CNN?")
-    return found[-1]
+    if found[-1][2]: raise ValueError(f"The last 4-D output, '{found[-1][0]}' {found[-1][3]}, is {_NHWC_HINT}")
+    return found[-1][:2]
 
 
 # %% ../nbs/41_gradcam.ipynb #dc41079b
@@ -185,6 +189,7 @@ def grad_cam(model:nn.Module, # a classifier returning `(N,n_classes)` scores (l
     with train_state(model), Hook(layer) as h:
         out = model(x.detach().requires_grad_())
         act = h.stored
+    if reshape_transform is None and _channels_last(layer, act): raise ValueError(f"Layer {type(layer).__name__} outputs {tuple(act.shape)}: {_NHWC_HINT}")
     a = act if reshape_transform is None else reshape_transform(act.detach())
     if not _is_spatial(a):
         shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__

@@ -398,3 +398,33 @@ def test_vit_reshape_transform_equals_reference(vit, method, seed):
     # a wrong reshape (the grid transposed: rows for columns) is caught by the same comparison
     wrong = grad_cam(vit, x, t, layer=layer, method=method, reshape_transform=lambda a: tokens_to_map(a).transpose(2, 3))
     assert (wrong - ref).abs().max() > 1e-2, (wrong - ref).abs().max()
+
+@pytest.fixture(scope='module')
+def swin():
+    import timm
+    torch.manual_seed(0)
+    return timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, num_classes=5, img_size=112, window_size=7,
+                             embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)).eval()
+
+def _nhwc_to_nchw(t): return t.permute(0, 3, 1, 2)
+
+@pytest.mark.parametrize('method', ['gradcam', 'layercam'])
+def test_swin_channels_last(swin, method):
+    "A tiny Swin (random weights): channels-last outputs get an error naming the permute; with it, equal to the reference."
+    x = _x(60, 2, 112, 112)
+    with pytest.raises(ValueError, match=r'channels last.*permute'): last_spatial_layer(swin, x)
+    with pytest.raises(ValueError, match=r'channels last.*permute'): grad_cam(swin, x)
+    with pytest.raises(ValueError, match=r'channels last.*permute'): grad_cam(swin, x, layer=swin.norm)
+    ours = grad_cam(swin, x, [1, 3], layer=swin.norm, method=method, reshape_transform=_nhwc_to_nchw)
+    ref = _ref_any(REF_CAMS[method], swin, swin.norm, x, [1, 3], reshape_transform=_nhwc_to_nchw)
+    assert_close(ours, ref, rtol=0, atol=1e-4)
+    assert _n_hooks(swin) == 0
+
+def test_convnext_layernorm2d_is_not_channels_last():
+    "timm's LayerNorm2d (a LayerNorm subclass over the channel axis of an NCHW map) is not mistaken for channels last."
+    import timm
+    torch.manual_seed(0)
+    cn = timm.create_model('convnext_atto', pretrained=False, num_classes=5).eval()
+    name, layer = last_spatial_layer(cn, _x(61, 1))
+    assert name == 'norm_pre', name
+    assert grad_cam(cn, _x(61, 2), [0, 1], method='hirescam').shape == (2, 64, 64)
