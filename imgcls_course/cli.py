@@ -23,6 +23,7 @@ from .models import efficientnet_lite0, pets_learner
 from fastai.vision.core import PILImage   # after `models`, which silences a torch warning that importing fastai.vision prints
 from .presizing import open_rgb, ImageReadError, presized_dblock
 from .interpret import confusion_matrix, most_confused, plot_confusion, top_losses
+from .practical import stratified_split
 from .gradcam import grad_cam, overlay
 from .lr_finder import lr_find, plot_lr_find, valley, minimum, steep
 
@@ -222,12 +223,10 @@ class _LabelOf:
     def __call__(self, p): return self.d[str(p)]
 
 def _stratified_valid(labels, valid_pct, seed):
-    from sklearn.model_selection import train_test_split
-    idx = np.arange(len(labels))
-    n_valid = max(int(round(valid_pct*len(labels))), len(set(labels)))
-    if n_valid >= len(labels) - len(set(labels)): raise FolderError("Too few images to split into training and validation sets")
-    _, valid = train_test_split(idx, test_size=n_valid, stratify=labels, random_state=seed)
-    return sorted(valid.tolist())
+    "The practical lesson's `stratified_split`, refusing a split that leaves either side empty."
+    train, valid = stratified_split(labels, valid_pct, seed)
+    if not len(train) or not len(valid): raise FolderError("Too few images to split into training and validation sets")
+    return valid.tolist()
 
 def _valid_idx(scan, valid_pct, seed):
     "Items (training + validation files) and the indices of the validation ones: the folders' split, else a random one."

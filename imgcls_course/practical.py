@@ -15,15 +15,15 @@ import math, copy
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFilter
 from torch.utils.data import TensorDataset, DataLoader, WeightedRandomSampler
+import matplotlib.pyplot as plt
+from .models import imagenet_norm   # first: it imports fastai, silencing its torch.jit warning
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
 from fastai.callback.core import Callback
 import fastai.callback.progress, fastai.callback.schedule  # noqa: F401  (they add `Learner.no_bar`, `fit_one_cycle`)
-import matplotlib.pyplot as plt
 from fastai.metrics import accuracy
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
-from .models import imagenet_norm
 
 # %% ../nbs/50_practical.ipynb #966a6c4b
 SIGN_CLASSES = ['stop', 'yield', 'warning', 'no_entry', 'speed_limit', 'ahead_only', 'turn_left',
