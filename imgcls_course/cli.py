@@ -267,12 +267,12 @@ def fig_to_data_uri(fig)->str:
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
 # %% ../nbs/70_cli.ipynb #e9a38421
-def _cam_overlays(learn, items, targets):
-    "RGB Grad-CAM overlays (uint8 arrays) of `items` for class indices `targets`, at the model's input size."
+def _cam_overlays(learn, items, targets, contrast=None):
+    "RGB Grad-CAM overlays (uint8 arrays) of `items` for class indices `targets` (minus `contrast`), at the model's input size."
     dl = learn.dls.test_dl(items, num_workers=0)
     xb = torch.cat([b[0] for b in dl]).as_subclass(torch.Tensor)
     imgs = dl.decode((xb,))[0].clamp(0, 255).byte().permute(0,2,3,1).numpy()
-    cams = grad_cam(learn.model, xb, targets=list(targets))
+    cams = grad_cam(learn.model, xb, targets=list(targets), contrast=None if contrast is None else list(contrast))
     return [overlay(img, cam.numpy()) for img, cam in zip(imgs, cams)]
 
 # %% ../nbs/70_cli.ipynb #793575e2
@@ -373,16 +373,18 @@ def _predict(learn, dl, tta, quiet):
 def _acc(probs, targs): return float((probs.argmax(1) == targs.long()).float().mean())
 
 def _top_losses_fig(learn, items, losses, dec, targs, vocab, n_cams):
-    "The validation images with the highest loss, each above its Grad-CAM for the predicted class."
+    "The validation images with the highest loss; below each, Grad-CAM for the predicted class, for the actual class, and for the contrast."
     top_l, top_i = top_losses(losses, n_cams)
     items = [items[i] for i in top_i.tolist()]
     preds, targs = dec[top_i].tolist(), targs[top_i].tolist()
-    overlays = _cam_overlays(learn, items, preds)
-    fig, axs = plt.subplots(2, len(top_i), figsize=(2.4*len(top_i), 5.2), squeeze=False)
-    for j, (it, ov, p, t, l) in enumerate(zip(items, overlays, preds, targs, top_l.tolist())):
+    rows = [('Grad-CAM: predicted', _cam_overlays(learn, items, preds)), ('Grad-CAM: actual', _cam_overlays(learn, items, targs)),
+            ('predicted rather than actual', _cam_overlays(learn, items, preds, contrast=targs))]
+    fig, axs = plt.subplots(1 + len(rows), len(top_i), figsize=(2.4*len(top_i), 2.4*(1 + len(rows)) + 0.6), squeeze=False)
+    for j, (it, p, t, l) in enumerate(zip(items, preds, targs, top_l.tolist())):
         axs[0, j].imshow(Image.open(it).convert('RGB'))
         axs[0, j].set_title(f'predicted {vocab[p]}\nactual {vocab[t]}\nloss {l:.2f}', fontsize=7)
-        axs[1, j].imshow(ov); axs[1, j].set_title('Grad-CAM', fontsize=7)
+        for r, (name, ovs) in enumerate(rows, 1):
+            axs[r, j].imshow(ovs[j]); axs[r, j].set_title(name if (r < 3 or p != t) else 'right: no contrast', fontsize=7)
     for a in axs.ravel(): a.axis('off')
     return fig_to_data_uri(fig)
 
@@ -500,7 +502,7 @@ def _report_page(folder, scan, lay, m, ev, lr_uri, loss_uri, given_lr)->str:
             + _table(['epoch'] + names, [[i] + [f'{h[n]:.4f}' for n in names] for i, h in enumerate(m['history'])])),
         ('confusion', 'Confusion matrix', _fig(ev['cm_uri'], 'Rows: actual class; columns: predicted class (validation set)')),
         ('most-confused', 'Most confused', _table(['actual', 'predicted', 'count'], ev['confused']) if ev['confused'] else '<p>No mistakes on the validation set.</p>'),
-        ('top-losses', 'Top losses and Grad-CAM', _fig(ev['tl_uri'], 'The validation images with the highest loss; below each, Grad-CAM for the predicted class')),
+        ('top-losses', 'Top losses and Grad-CAM', _fig(ev['tl_uri'], 'The validation images with the highest loss; below each, Grad-CAM for the predicted class, for the actual class, and for the predicted class rather than the actual one (y_predicted - y_actual)')),
         ('skipped', 'Skipped files', _table(['file', 'reason'], [[p.relative_to(folder), w] for p, w in scan.skipped]) if scan.skipped else '<p>None.</p>'),
     ])
 
