@@ -1,4 +1,4 @@
-"""Where does the model look? Grad-CAM step by step with hooks, CAM as its special case, HiResCAM, LayerCAM and Grad-CAM++ as one mechanism, contrastive maps (why this class rather than that one), vision transformers, overlays with the right colours, all checked against `pytorch-grad-cam`, and localisation measured on boxes we know.
+"""Where does the model look? Grad-CAM step by step with hooks, CAM as its special case, HiResCAM, LayerCAM and Grad-CAM++ as one mechanism, contrastive maps (why this class rather than that one), vision transformers, overlays with the right colours, all checked against `pytorch-grad-cam`, localisation measured on boxes we know, and faithfulness (does the model's score fall when the highlighted pixels go?).
 
 Docs: https://imgcls-course.github.io/imgcls-course/gradcam.html.md"""
 
@@ -8,7 +8,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/gradcam.html.md"""
 __all__ = ['CAM_METHODS', 'Hook', 'train_state', 'normalize_cam', 'overlay', 'center_crop', 'box_in_crop', 'last_spatial_layer',
            'grad_cam', 'class_activation_map', 'tokens_to_map', 'pointing_hit', 'energy_ratio', 'cam_box', 'box_iou',
            'center_prior', 'random_map', 'localisation_per_image', 'localisation_scores', 'pets_localisation',
-           'gradcam_explorer']
+           'deletion_score', 'gradcam_explorer']
 
 # %% ../nbs/41_gradcam.ipynb #fc6c71a6
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
@@ -307,6 +307,29 @@ def pets_localisation(learn, # a fastai learner trained on a synthetic-pets fold
     cams = torch.cat([grad_cam(model, x[i:i+bs], y[i:i+bs], layer=layer, method=method) for i in range(0, len(x), bs)])
     return dict(files=files, images=[im for im, _ in crops], x=x, y=y, pred=pred, cams=cams, vocab=vocab,
                 boxes=[box_in_crop(boxes[f.name], cr, size) for f, (_, cr) in zip(files, crops)])
+
+# %% ../nbs/41_gradcam.ipynb #760d7d9b
+def deletion_score(model:nn.Module, # a classifier returning `(N,n_classes)` logits
+                   x:torch.Tensor, # normalised images `(N,3,H,W)`
+                   cams, # maps `(N,H,W)` (tensor or array), one per image
+                   targets, # one class per image (or one int, or None for each image's predicted class)
+                   percentiles=(20, 50, 80), # share of pixels *kept*, in %, as in `pytorch-grad-cam`
+                   most_relevant_first:bool=True, # remove the highest-rated pixels (MoRF), else the lowest (LeRF)
+                   bs:int=64,
+                  )->torch.Tensor: # per image: mean over `percentiles` of (target logit after - before)
+    "Change in each image's target logit when pixels are set to 0 (the mean colour) in the order `cams` gives."
+    m = cams.detach().float().clone() if isinstance(cams, torch.Tensor) else torch.from_numpy(np.array(cams, dtype=np.float32))
+    if m.shape != (x.shape[0], *x.shape[-2:]): raise ValueError(f"cams must be (N,H,W) = {(x.shape[0], *x.shape[-2:])}, got {tuple(m.shape)}")
+    if not most_relevant_first: m = 1 - m
+    def logits(xs):
+        with torch.no_grad(), train_state(model): return torch.cat([model(xs[i:i+bs]) for i in range(0, len(xs), bs)])
+    out = logits(x)
+    t = _targets(targets, out)[:, None]                                 # checked as in `grad_cam`; None: the predicted class
+    base, res = out.gather(1, t)[:, 0], []
+    for p in percentiles:
+        thr = torch.from_numpy(np.stack([np.percentile(mi.numpy(), p) for mi in m])).float()   # numpy's interpolation, as the reference
+        res.append(logits(x * (m < thr[:, None, None]).float()[:, None]).gather(1, t)[:, 0] - base)
+    return torch.stack(res).mean(0)
 
 # %% ../nbs/41_gradcam.ipynb #4c4a7625
 def gradcam_explorer(model:nn.Module, # an ImageNet-style classifier

@@ -7,11 +7,14 @@ from torchvision.models import resnet18
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.image import show_cam_on_image
+from pytorch_grad_cam.metrics.perturbation_confidence import (PerturbationConfidenceMetric, RemoveMostRelevantFirst,
+                                                               RemoveLeastRelevantFirst, AveragerAcrossThresholds)
 from imgcls_course.models import efficientnet_lite0, imagenet_tensor
 import imgcls_course.gradcam
 from imgcls_course.gradcam import (grad_cam, normalize_cam, overlay, last_spatial_layer, class_activation_map, Hook,
                                    cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores,
-                                   localisation_per_image, pets_localisation, center_crop, box_in_crop)
+                                   localisation_per_image, pets_localisation, center_crop, box_in_crop,
+                                   deletion_score, random_map)
 
 
 @pytest.fixture(scope='module')
@@ -428,3 +431,38 @@ def test_convnext_layernorm2d_is_not_channels_last():
     name, layer = last_spatial_layer(cn, _x(61, 1))
     assert name == 'norm_pre', name
     assert grad_cam(cn, _x(61, 2), [0, 1], method='hirescam').shape == (2, 64, 64)
+
+
+def _mean_imputer(img, mask): return img * mask    # removed pixels -> 0, the normalised mean colour
+
+@pytest.mark.parametrize('name', ['resnet18', 'lite0'])
+@pytest.mark.parametrize('seed', [0, 1, 2])
+@pytest.mark.parametrize('most_relevant_first', [True, False])
+def test_deletion_score_equals_pytorch_grad_cam(models, name, seed, most_relevant_first):
+    "MoRF / LeRF with a mean (zero) imputer, averaged over percentiles: the reference's metric classes, deterministic."
+    model, layer = models[name]
+    x = _x(200+seed, 3, 64, 64)
+    t = torch.randint(0, 1000, (3,), generator=torch.Generator().manual_seed(300+seed))
+    Remove = RemoveMostRelevantFirst if most_relevant_first else RemoveLeastRelevantFirst
+    maps = {'grad-cam': grad_cam(model, x, t, layer=layer),
+            'random': torch.from_numpy(np.stack([random_map(64, 64, 4, seed=10*seed+i) for i in range(3)]))}
+    for kind, cams in maps.items():
+        for pcts in ([50], [10, 30, 70, 90]):
+            ref = AveragerAcrossThresholds(lambda p: PerturbationConfidenceMetric(Remove(p, _mean_imputer)), pcts)(
+                x, cams.numpy(), [ClassifierOutputTarget(int(k)) for k in t], model)
+            ours = deletion_score(model, x, cams, t, pcts, most_relevant_first)
+            assert_close(ours, torch.from_numpy(ref), rtol=1e-4, atol=1e-4, msg=lambda m: f"{name} {kind} {pcts}: {m}")
+
+def test_deletion_score_removes_the_right_pixels():
+    "A linear model that reads only the right half: MoRF along a left-to-right ramp removes all of its score, LeRF none."
+    ramp = torch.linspace(0, 1, 16).repeat(16, 1)[None].expand(2, 16, 16)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(3*16*16, 2)).eval()
+    with torch.no_grad():
+        lin[1].weight.zero_(); lin[1].bias.fill_(1.); lin[1].weight[0].view(3, 16, 16)[:, :, 8:] = 1.
+    x = torch.ones(2, 3, 16, 16)
+    assert_close(deletion_score(lin, x, ramp, 0, [50]), torch.full((2,), -3*16*8.))
+    assert_close(deletion_score(lin, x, ramp, 0, [50], most_relevant_first=False), torch.zeros(2))
+    assert_close(deletion_score(lin, x, ramp, [1, 1], [25, 75]), torch.zeros(2))    # class 1 reads nothing
+    assert_close(deletion_score(lin, x, ramp, None, [50]), deletion_score(lin, x, ramp, 0, [50]))   # None: the predicted class, 0
+    with pytest.raises(ValueError, match='cams must be'): deletion_score(lin, x, ramp[:1], 0)
+    with pytest.raises(IndexError, match='out of range'): deletion_score(lin, x, ramp, 2)
