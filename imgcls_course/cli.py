@@ -23,7 +23,7 @@ from .models import efficientnet_lite0, pets_learner
 from fastai.vision.core import PILImage   # after `models`, which silences a torch warning that importing fastai.vision prints
 from .presizing import open_rgb, ImageReadError, presized_dblock
 from .interpret import confusion_matrix, most_confused, plot_confusion, top_losses
-from .practical import stratified_split
+from .splits import stratified_split
 from .gradcam import grad_cam, overlay
 from .lr_finder import lr_find, plot_lr_find, valley, minimum, steep
 
@@ -223,7 +223,7 @@ class _LabelOf:
     def __call__(self, p): return self.d[str(p)]
 
 def _stratified_valid(labels, valid_pct, seed):
-    "The practical lesson's `stratified_split`, refusing a split that leaves either side empty."
+    "The practical lesson's `splits.stratified_split`, refusing a split that leaves either side empty."
     train, valid = stratified_split(labels, valid_pct, seed)
     if not len(train) or not len(valid): raise FolderError("Too few images to split into training and validation sets")
     return valid.tolist()

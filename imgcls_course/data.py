@@ -202,12 +202,14 @@ def make_pets(dest, # folder to create; must not exist yet
 def pets_path(n:int=1000, # number of images
               seed:int=42, # dataset seed
               show_progress:bool=True, # show a progress bar while generating (first use only)
+              placement:str='centre', # where the pets sit: 'centre' (the course's default) or 'anywhere' (see `make_pet_image`)
              )->Path:
     "Path of the cached synthetic pets (made on first use); images are in `pets_path()/'images'`."
-    dest = cache_dir()/f'synthetic_pets_v{DATA_VERSION}_n{n}_s{seed}'
+    if placement not in ('centre', 'anywhere'): raise ValueError(f"placement must be 'centre' or 'anywhere', not {placement!r}")
+    dest = cache_dir()/(f'synthetic_pets_v{DATA_VERSION}_n{n}_s{seed}' + ('' if placement == 'centre' else f'_{placement}'))
     if not (dest/'boxes.csv').exists():
         with file_lock(dest.parent/f'.{dest.name}.lock'):   # notebooks tested in parallel all ask for it at once
-            if not (dest/'boxes.csv').exists(): make_pets(dest, n=n, seed=seed, show_progress=show_progress)
+            if not (dest/'boxes.csv').exists(): make_pets(dest, n=n, seed=seed, show_progress=show_progress, placement=placement)
     return dest
 
 # %% ../nbs/00_data.ipynb #8afcaef0

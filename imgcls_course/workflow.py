@@ -17,14 +17,17 @@ from .presizing import pets_dls
 from fastai.vision.all import Normalize, imagenet_stats
 
 # %% ../nbs/32_fastai_workflow.ipynb #19cc85e2
-def pets_model_file(epochs:int=3, size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3)->Path:
+def pets_model_file(epochs:int=3, size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3, placement:str='centre')->Path:
     "Cache file of the pets model trained with these settings."
-    return cache_dir()/'models'/f'lite0_pets_v2_n{n}_s{seed}_sz{size}_e{epochs}_lr{base_lr}.pkl'   # v2: the split inside the stages
+    pl = '' if placement == 'centre' else f'_{placement}'
+    return cache_dir()/'models'/f'lite0_pets_v2_n{n}_s{seed}{pl}_sz{size}_e{epochs}_lr{base_lr}.pkl'   # v2: the split inside the stages
 
 def train_pets_model(fn:Path, # where to export the learner
-                     epochs:int=3, size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3, show_progress:bool=False):
+                     epochs:int=3, size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3, show_progress:bool=False,
+                     placement:str='centre'):
     "`fine_tune` a pets learner and export it to `fn`, atomically."
-    learn = pets_learner(pets_dls(pets_path(n=n, seed=seed, show_progress=show_progress)/'images', size=size, seed=seed))
+    path = pets_path(n=n, seed=seed, show_progress=show_progress, placement=placement)
+    learn = pets_learner(pets_dls(path/'images', size=size, seed=seed))
     with (nullcontext() if show_progress else learn.no_bar()), (nullcontext() if show_progress else learn.no_logging()):
         learn.fine_tune(epochs, base_lr=base_lr)
     fn.parent.mkdir(parents=True, exist_ok=True)
@@ -32,17 +35,19 @@ def train_pets_model(fn:Path, # where to export the learner
 
 def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
                          size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3,
-                         cpu:bool=True, show_progress:bool=False):
+                         cpu:bool=True, show_progress:bool=False,
+                         placement:str='centre', # the pets it learns from: 'centre' or 'anywhere' (`data.make_pet_image`)
+                        ):
     "A learner fine-tuned on the synthetic pets (trained once, then loaded from the cache), with its data."
     from fastai.learner import load_learner
-    fn = pets_model_file(epochs, size, n, seed, base_lr)
+    fn = pets_model_file(epochs, size, n, seed, base_lr, placement)
     fn.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(fn.with_suffix('.lock')):
-        if not fn.exists(): train_pets_model(fn, epochs, size, n, seed, base_lr, show_progress)
+        if not fn.exists(): train_pets_model(fn, epochs, size, n, seed, base_lr, show_progress, placement)
     with warnings.catch_warnings():   # fastai warns that pickle is unsafe: this is our own cache file
         warnings.filterwarnings('ignore', message='load_learner', category=UserWarning)
         learn = load_learner(fn, cpu=cpu)
     # an exported learner keeps no data: the same loaders again, through the learner's own normalisation
-    learn.dls = pets_dls(pets_path(n=n, seed=seed, show_progress=show_progress)/'images', size=size, seed=seed)
+    learn.dls = pets_dls(pets_path(n=n, seed=seed, show_progress=show_progress, placement=placement)/'images', size=size, seed=seed)
     learn.dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')   # what `vision_learner` added for training
     return learn

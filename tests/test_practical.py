@@ -1,13 +1,19 @@
-"Cross-checks of `imgcls_course.practical` against scikit-learn and torch, on many seeds, plus bad inputs."
+"""Cross-checks of the practical lesson's modules (signs, cnn_training, dashboard, splits, imbalance, memory,
+small_objects, opencv_baseline) against scikit-learn and torch, on many seeds, plus bad inputs."""
 import numpy as np, pytest, torch, torch.nn as nn
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 from imgcls_course.interpret import confusion_matrix
 from imgcls_course.models import imagenet_norm
-from imgcls_course.practical import (class_weights, oversampling_sampler, recall_precision, stratified_split,
-                                     group_split, random_split, consecutive_split, activation_memory, max_batch_size,
-                                     shift_images, make_signs, augment_batch, sign_cnn, predict_probs, SIGN_CLASSES)
+from imgcls_course.signs import make_signs, shift_images, SIGN_CLASSES, SIGN_FAMILY, _draw_sign
+from imgcls_course.cnn_training import sign_cnn, lab_cnn, augment_batch, tensor_dls, train_cnn, predict_probs
+from imgcls_course.dashboard import plot_epochs
+from imgcls_course.splits import group_split, random_split, consecutive_split, stratified_split
+from imgcls_course.imbalance import class_weights, oversampling_sampler, recall_precision
+from imgcls_course.memory import activation_memory, max_batch_size
+from imgcls_course.small_objects import tile_image, make_needles
+from imgcls_course.opencv_baseline import colour_family_cv2
 
 
 def _imbalanced(seed, n=300, k=6):
@@ -166,7 +172,6 @@ def test_predict_probs_train_mode_leaves_model_alone():
 
 @pytest.mark.parametrize('shape,tile', [((1, 3, 32, 32), 16), ((2, 1, 64, 96), 32), ((3, 3, 30, 20), 10)])
 def test_tile_image_matches_slicing(shape, tile):
-    from imgcls_course.practical import tile_image
     x = torch.randn(shape)
     t = tile_image(x, tile)
     n, c, h, w = shape; gw = w//tile
@@ -176,11 +181,9 @@ def test_tile_image_matches_slicing(shape, tile):
         assert torch.equal(t[:, k], x[:, :, i*tile:(i+1)*tile, j*tile:(j+1)*tile])
 
 def test_tile_image_bad_tile():
-    from imgcls_course.practical import tile_image
     with pytest.raises(ValueError, match='must divide'): tile_image(torch.zeros(1, 3, 32, 32), 5)
 
 def test_make_needles_cells():
-    from imgcls_course.practical import make_needles
     x, y, cell = make_needles(40, seed=1)
     assert x.shape == (40, 3, 96, 96) and ((cell >= 0) == (y == 1)).all() and cell.max() < 9
     assert 5 < int(y.sum()) < 35
@@ -188,13 +191,11 @@ def test_make_needles_cells():
 @pytest.mark.parametrize('bg', [(90, 90, 90), (30, 120, 40), (200, 200, 160)])
 def test_colour_family_cv2_on_clean_signs(bg):
     from PIL import Image, ImageDraw
-    from imgcls_course.practical import colour_family_cv2, SIGN_FAMILY, _draw_sign
     for k, c in enumerate(SIGN_CLASSES):
         im = Image.new('RGB', (32, 32), bg); _draw_sign(ImageDraw.Draw(im), k, 16, 16, 10)
         assert colour_family_cv2(np.asarray(im)) == SIGN_FAMILY[c], c
 
 def test_lab_cnn_matches_the_reports_summary():
-    from imgcls_course.practical import lab_cnn
     n = lambda m: sum(p.numel() for p in m.parameters())
     assert n(lab_cnn(5, widths=(32, 64, 128, 128), size=150, hidden=512)) == 3_455_173       # basic network
     assert n(lab_cnn(5, widths=(32, 64, 128, 128), size=150, hidden=512, p=0.5)) == 3_455_173  # + dropout: same count
@@ -204,14 +205,12 @@ def test_lab_cnn_matches_the_reports_summary():
 # --- training helpers: the dashboard's plots and seeded runs --------------------------------------------------------
 
 def _tiny_dls(seed=0):
-    from imgcls_course.practical import tensor_dls
     x, y, _ = make_signs(16, 2, seed=seed)
     return tensor_dls(x[:24], y[:24], x[24:], y[24:], bs=8)
 
 def test_plot_epochs_one_run_and_several_seeds():
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from imgcls_course.practical import train_cnn, plot_epochs
     dls = _tiny_dls()
     l0, l1 = train_cnn(dls, sign_cnn, epochs=2, seed=0), train_cnn(dls, sign_cnn, epochs=2, seed=1)
     try:
@@ -226,7 +225,6 @@ def test_plot_epochs_one_run_and_several_seeds():
     finally: plt.close('all')
 
 def test_train_cnn_seed_fixes_the_run():
-    from imgcls_course.practical import train_cnn
     dls = _tiny_dls()
     a1, a2 = (train_cnn(dls, sign_cnn, epochs=2, seed=3).dashboard.avgs() for _ in range(2))
     torch.manual_seed(123)                                                   # global state must not matter
