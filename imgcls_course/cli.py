@@ -6,9 +6,9 @@ Docs: https://imgcls-course.github.io/imgcls-course/cli.html.md"""
 
 # %% auto #0
 __all__ = ['IMG_EXTS', 'FolderError', 'split_name', 'find_layout', 'FolderScan', 'scan_folder', 'describe_layout', 'atomic_write',
-           'auto_size', 'OpenImage', 'make_dls', 'fig_to_data_uri', 'render_report', 'probe_head', 'read_folder',
-           'folder_learner', 'choose_lr', 'eval_dls', 'fit_probe', 'fine_tune_step', 'keep_better', 'interpret_step',
-           'write_outputs', 'train', 'predict', 'demo', 'main']
+           'auto_size', 'OpenImage', 'make_dls', 'fig_to_data_uri', 'model_grid', 'render_report', 'probe_head',
+           'read_folder', 'folder_learner', 'choose_lr', 'eval_dls', 'fit_probe', 'fine_tune_step', 'keep_better',
+           'interpret_step', 'write_outputs', 'train', 'predict', 'demo', 'main']
 
 # %% ../nbs/70_cli.ipynb #dd450c04
 import argparse, base64, copy, html, inspect, io, json, os, re, sys, tempfile, time, warnings
@@ -24,7 +24,7 @@ from fastai.vision.core import PILImage   # after `models`, which silences a tor
 from .presizing import open_rgb, ImageReadError, presized_dblock
 from .interpret import confusion_matrix, most_confused, plot_confusion, top_losses
 from .splits import stratified_split
-from .gradcam import grad_cam, overlay
+from .gradcam import grad_cam, overlay, cell_grid, last_spatial_layer
 from .lr_finder import lr_find, plot_lr_find, valley, minimum, steep
 
 # %% ../nbs/70_cli.ipynb #a8529c4b
@@ -267,12 +267,18 @@ def fig_to_data_uri(fig)->str:
     return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
 
 # %% ../nbs/70_cli.ipynb #e9a38421
-def _cam_overlays(learn, items, targets, contrast=None):
-    "RGB Grad-CAM overlays (uint8 arrays) of `items` for class indices `targets` (minus `contrast`), at the model's input size."
+def model_grid(learn)->tuple:
+    "Where the cells of the model's last spatial map sit in its input (`gradcam.cell_grid`): measure once, pass to `_cam_overlays`."
+    x = torch.zeros(1, 3, 128, 128, device=next(learn.model.parameters()).device)
+    return cell_grid(learn.model, last_spatial_layer(learn.model, x)[1])
+
+def _cam_overlays(learn, items, targets, contrast=None, grid=None):
+    "RGB Grad-CAM overlays (uint8 arrays) of `items` for class indices `targets` (minus `contrast`), at the model's input size, each cell where it looks (`grid`, from `model_grid`)."
     dl = learn.dls.test_dl(items, num_workers=0)
     xb = torch.cat([b[0] for b in dl]).as_subclass(torch.Tensor)
     imgs = dl.decode((xb,))[0].clamp(0, 255).byte().permute(0,2,3,1).numpy()
-    cams = grad_cam(learn.model, xb, targets=list(targets), contrast=None if contrast is None else list(contrast))
+    cams = grad_cam(learn.model, xb, targets=list(targets), contrast=None if contrast is None else list(contrast),
+                    align=model_grid(learn) if grid is None else grid)
     return [overlay(img, cam.numpy()) for img, cam in zip(imgs, cams)]
 
 # %% ../nbs/70_cli.ipynb #793575e2
@@ -377,8 +383,10 @@ def _top_losses_fig(learn, items, losses, dec, targs, vocab, n_cams):
     top_l, top_i = top_losses(losses, n_cams)
     items = [items[i] for i in top_i.tolist()]
     preds, targs = dec[top_i].tolist(), targs[top_i].tolist()
-    rows = [('Grad-CAM: predicted', _cam_overlays(learn, items, preds)), ('Grad-CAM: actual', _cam_overlays(learn, items, targs)),
-            ('predicted rather than actual', _cam_overlays(learn, items, preds, contrast=targs))]
+    grid = model_grid(learn)
+    rows = [('Grad-CAM: predicted', _cam_overlays(learn, items, preds, grid=grid)),
+            ('Grad-CAM: actual', _cam_overlays(learn, items, targs, grid=grid)),
+            ('predicted rather than actual', _cam_overlays(learn, items, preds, contrast=targs, grid=grid))]
     fig, axs = plt.subplots(1 + len(rows), len(top_i), figsize=(2.4*len(top_i), 2.4*(1 + len(rows)) + 0.6), squeeze=False)
     for j, (it, p, t, l) in enumerate(zip(items, preds, targs, top_l.tolist())):
         axs[0, j].imshow(Image.open(it).convert('RGB'))
@@ -573,7 +581,7 @@ def predict(model, # a `model.pkl` written by `train`
         with warnings.catch_warnings():
             warnings.simplefilter('ignore'); learn = load_learner(model, cpu=True)
     except Exception as e: raise FolderError(f"{model} is not a model written by `imgcls-course train` ({type(e).__name__})") from e
-    vocab, res, tta = list(learn.dls.vocab), [], getattr(learn, 'imgcls_tta', False)
+    vocab, res, tta, grid = list(learn.dls.vocab), [], getattr(learn, 'imgcls_tta', False), None
     for fn in map(Path, images):
         why = _check_image(fn) if fn.exists() else 'does not exist'
         if why:
@@ -586,7 +594,8 @@ def predict(model, # a `model.pkl` written by `train`
         res.append((fn, [(vocab[i], float(p)) for p, i in zip(*top)]))
         if not quiet: print(f"{fn}: " + ', '.join(f'{c} {p:.3f}' for c, p in res[-1][1]))
         if cam_dir:
-            ov = _cam_overlays(learn, [fn], [int(idx)])[0]
+            grid = grid if grid is not None else model_grid(learn)   # measured once, for the first map
+            ov = _cam_overlays(learn, [fn], [int(idx)], grid=grid)[0]
             with atomic_write(Path(cam_dir)/f'{fn.stem}_cam.png') as t: Image.fromarray(ov).save(t, format='PNG')
     return res
 

@@ -8,7 +8,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/gradcam.html.md"""
 __all__ = ['CAM_METHODS', 'Hook', 'train_state', 'normalize_cam', 'overlay', 'center_crop', 'box_in_crop', 'last_spatial_layer',
            'grad_cam', 'class_activation_map', 'tokens_to_map', 'pointing_hit', 'energy_ratio', 'cam_box', 'box_iou',
            'center_prior', 'random_map', 'localisation_per_image', 'localisation_scores', 'pets_localisation',
-           'deletion_score', 'gradcam_explorer']
+           'cell_grid', 'grid_resize', 'deletion_score', 'gradcam_explorer']
 
 # %% ../nbs/41_gradcam.ipynb #fc6c71a6
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
@@ -179,6 +179,7 @@ def grad_cam(model:nn.Module, # a classifier returning `(N,n_classes)` scores (l
              contrast=None, # None, one int or one class per image: explain `y_target - y_contrast`
              method:str='gradcam', # a key of `CAM_METHODS`: 'gradcam', 'hirescam', 'layercam', 'gradcam++'
              reshape_transform=None, # the layer's output -> `(N,C,h,w)`, e.g. `tokens_to_map` for a ViT
+             align=False, # False: each cell at the middle of its block, as pytorch-grad-cam upsamples; True: at its receptive field's centre (`cell_grid`); or a `cell_grid` result
             )->torch.Tensor: # `(N,H,W)` maps in [0,1]
     "Grad-CAM (or another gradient `method`) maps of `targets` (minus `contrast`) for the images `x` at `layer`, scaled to [0,1]."
     if method not in CAM_METHODS: raise ValueError(f"Unknown method {method!r}: use one of {list(CAM_METHODS)}")
@@ -200,7 +201,10 @@ def grad_cam(model:nn.Module, # a classifier returning `(N,n_classes)` scores (l
     grad, = torch.autograd.grad(score.sum(), act)
     if reshape_transform is not None: grad = reshape_transform(grad)
     cam = CAM_METHODS[method](a.detach(), grad).detach()
-    return normalize_cam(cam, x.shape[-2:] if upsample else None)
+    if not upsample or align is False or align is None: return normalize_cam(cam, x.shape[-2:] if upsample else None)
+    if reshape_transform is not None: raise ValueError("align= works on a CNN's own maps, not with reshape_transform")
+    grid = cell_grid(model, layer) if align is True else align
+    return normalize_cam(grid_resize(normalize_cam(cam), x.shape[-2:], grid))   # see "Where is a cell?" below
 
 
 # %% ../nbs/41_gradcam.ipynb #0e6f2a79
@@ -295,6 +299,7 @@ def pets_localisation(learn, # a fastai learner trained on a synthetic-pets fold
                       layer:nn.Module=None, # the layer to explain (default: the last spatial one)
                       bs:int=50,
                       method:str='gradcam', # a key of `CAM_METHODS`
+                      align=False, # upsample with each cell at its receptive field's centre (`grad_cam`'s `align`)
                      )->dict:
     "Grad-CAM (or `method`) maps of the actual class on the centre crops of `learn`'s validation images, with their boxes and predictions."
     model = learn.model.eval()
@@ -304,9 +309,60 @@ def pets_localisation(learn, # a fastai learner trained on a synthetic-pets fold
     y = torch.tensor([vocab.index(f.name.rsplit('_', 1)[0]) for f in files])
     if layer is None: _, layer = last_spatial_layer(model, x[:1])
     with torch.no_grad(): pred = torch.cat([model(x[i:i+bs]) for i in range(0, len(x), bs)]).argmax(1)
-    cams = torch.cat([grad_cam(model, x[i:i+bs], y[i:i+bs], layer=layer, method=method) for i in range(0, len(x), bs)])
+    if align is True: align = cell_grid(model, layer)   # measured once, not once per batch
+    cams = torch.cat([grad_cam(model, x[i:i+bs], y[i:i+bs], layer=layer, method=method, align=align) for i in range(0, len(x), bs)])
     return dict(files=files, images=[im for im, _ in crops], x=x, y=y, pred=pred, cams=cams, vocab=vocab,
                 boxes=[box_in_crop(boxes[f.name], cr, size) for f, (_, cr) in zip(files, crops)])
+
+# %% ../nbs/41_gradcam.ipynb #8212dfb5
+def _receptive_centres(model, layer, size:int, thin:int=64, axis:int=0):
+    "Centres (input pixels) of the receptive fields of two neighbouring middle cells of `layer`, along rows (`axis=0`) or columns (1) of a `size`x`thin` input (`thin`x`size` for columns); None if a field reaches the border."
+    shape = (size, thin) if axis == 0 else (thin, size)
+    dev = next(model.parameters()).device
+    x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(0)).to(dev).requires_grad_()
+    with train_state(model), Hook(layer) as h:
+        model(x); act = h.stored
+    if not _is_spatial(act): raise ValueError(f"Layer {type(layer).__name__} outputs {tuple(act.shape)}, not a spatial map")
+    i = act.shape[2 + axis]//2
+    if i < 1: return None
+    res = []
+    for k in (i - 1, i):
+        g, = torch.autograd.grad(act.select(2 + axis, k).sum(), x, retain_graph=True)
+        seen = (g.abs().sum((0, 1, 3 - axis)) > 0).nonzero()[:, 0]   # the rows (columns) cell k sees
+        if seen[0] == 0 or seen[-1] == size - 1: return None
+        res.append((seen[0] + seen[-1] + 1).item()/2)
+    return i, res
+
+def cell_grid(model:nn.Module, # a CNN
+              layer:nn.Module, # the layer whose map is explained
+              max_size:int=4096, # largest input side tried while the receptive field still reaches the border
+             )->tuple: # `((stride_y, first_y), (stride_x, first_x))`: cell `j`'s centre is at `first + stride*j` input pixels
+    "Where the cells of `layer`'s map sit in the input: the centres of two middle cells' receptive fields, from their gradients."
+    res = []
+    for axis in (0, 1):   # a tall thin input for the rows, a wide one for the columns: cheap, and the other axis is irrelevant
+        size = 256
+        while (r := _receptive_centres(model, layer, size, axis=axis)) is None:   # grow the input until the fields fit
+            if size >= max_size: raise ValueError(f"The receptive field of {type(layer).__name__} covers the whole input up to "
+                                                  f"{max_size} px (a global operation, like squeeze-and-excitation?); pass align=False")
+            size *= 2
+        i, (c0, c1) = r
+        res.append((c1 - c0, c1 - (c1 - c0)*i))
+    return tuple(res)
+
+# %% ../nbs/41_gradcam.ipynb #af1a275a
+def grid_resize(cam:torch.Tensor, # maps `(N,h,w)`
+                size, # `(H,W)` to resize to
+                grid=None, # from `cell_grid`; None: each cell at the middle of its block, as `F.interpolate` and `cv2.resize` do
+               )->torch.Tensor: # `(N,H,W)`
+    "Bilinear resize of `cam` with cell `j` centred at `first + stride*j` input pixels, constant beyond the outer cells."
+    (H, W), (h, w) = size, cam.shape[-2:]
+    (sy, fy), (sx, fx) = grid if grid is not None else ((H/h, H/h/2), (W/w, W/w/2))
+    def coords(n_out, n_in, stride, first):   # each output pixel's centre, in cells, as grid_sample wants it
+        u = (torch.arange(n_out, dtype=cam.dtype) + 0.5 - first)/stride
+        return 2*u/max(n_in - 1, 1) - 1
+    g = torch.stack(torch.meshgrid(coords(W, w, sx, fx), coords(H, h, sy, fy), indexing='xy'), -1)
+    return F.grid_sample(cam[:, None], g.expand(len(cam), -1, -1, -1), mode='bilinear', padding_mode='border',
+                         align_corners=True)[:, 0]
 
 # %% ../nbs/41_gradcam.ipynb #760d7d9b
 def deletion_score(model:nn.Module, # a classifier returning `(N,n_classes)` logits

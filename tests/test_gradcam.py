@@ -466,3 +466,62 @@ def test_deletion_score_removes_the_right_pixels():
     assert_close(deletion_score(lin, x, ramp, None, [50]), deletion_score(lin, x, ramp, 0, [50]))   # None: the predicted class, 0
     with pytest.raises(ValueError, match='cams must be'): deletion_score(lin, x, ramp[:1], 0)
     with pytest.raises(IndexError, match='out of range'): deletion_score(lin, x, ramp, 2)
+
+
+# ---- where a cell sits: cell_grid / grid_resize / align= ----
+from imgcls_course.gradcam import cell_grid, grid_resize
+import cv2
+
+def _chain(rng):
+    "A random chain of 2-5 convs (kernel, stride, padding) and its receptive-field arithmetic: `(net, stride, first)`."
+    layers, jump, first = [], 1.0, 0.5   # cell 0 of the input sits at pixel centre 0.5
+    c = 3
+    for _ in range(rng.integers(2, 6)):
+        k = int(rng.choice([1, 3, 5, 7])); s = int(rng.choice([1, 2])); p = int(rng.integers(0, k//2 + 1))
+        layers += [nn.Conv2d(c, 4, k, stride=s, padding=p), nn.ReLU()]; c = 4
+        first += ((k - 1)/2 - p)*jump   # the textbook recurrence: centre of output 0 in input pixels
+        jump *= s
+    return nn.Sequential(*layers), jump, first
+
+@pytest.mark.parametrize('seed', range(12))
+def test_cell_grid_matches_receptive_field_arithmetic(seed):
+    "cell_grid (measured with gradients) equals the receptive-field recurrence computed from kernel, stride and padding."
+    rng = np.random.default_rng(seed); torch.manual_seed(seed)
+    net, stride, first = _chain(rng)
+    net = nn.Sequential(net, nn.LeakyReLU())   # a leaky last layer: no dead cells at the edge of the field
+    (sy, fy), (sx, fx) = cell_grid(net, net[1])
+    assert (sy, sx) == (stride, stride)
+    assert (fy, fx) == (first, first), (seed, net, first, fy, fx)
+
+@pytest.mark.parametrize('seed', range(8))
+def test_grid_resize_default_is_cv2_resize(seed):
+    "Without a grid, grid_resize is the block-centred bilinear resize that pytorch-grad-cam does with cv2.resize."
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(2, 10)), int(rng.integers(2, 10)); H, W = h*int(rng.integers(4, 40)), w*int(rng.integers(4, 40))
+    m = torch.from_numpy(rng.random((1, h, w)).astype(np.float32))
+    assert_close(grid_resize(m, (H, W))[0].numpy(), cv2.resize(m[0].numpy(), (W, H)), atol=1e-5, rtol=0)
+
+def test_grid_resize_puts_a_cell_where_the_grid_says():
+    for stride, first in ((32., 0.5), (16., 8.), (8., 3.5)):
+        for j in (1, 2, 4):
+            one = torch.zeros(1, 7, 7); one[0, j, j] = 1
+            r = grid_resize(one, (int(7*stride), int(7*stride)), ((stride, first), (stride, first)))[0]
+            y, x = divmod(int(r.argmax()), r.shape[1])
+            assert abs(y + 0.5 - (first + stride*j)) <= 0.5 and abs(x + 0.5 - (first + stride*j)) <= 0.5, (stride, first, j, y, x)
+
+def test_align_false_is_the_reference_and_true_measures(models):
+    model, layer = models['lite0']
+    x = _x(3, 2, 96, 96)
+    assert_close(grad_cam(model, x, [1, 2], layer=layer, align=False), grad_cam(model, x, [1, 2], layer=layer))
+    g = cell_grid(model, layer)
+    assert g == ((32.0, 0.5), (32.0, 0.5))
+    assert_close(grad_cam(model, x, [1, 2], layer=layer, align=True), grad_cam(model, x, [1, 2], layer=layer, align=g))
+    raw = grad_cam(model, x, [1, 2], layer=layer, upsample=False)
+    assert_close(grad_cam(model, x, [1, 2], layer=layer, align=g), normalize_cam(grid_resize(normalize_cam(raw), (96, 96), g)),
+                 atol=1e-6, rtol=0)
+
+def test_cell_grid_refuses_a_global_layer():
+    class Excite(nn.Module):
+        def forward(self, x): return x * x.mean((2, 3), keepdim=True).sigmoid()
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), Excite())
+    with pytest.raises(ValueError, match='covers the whole input'): cell_grid(net, net[1], max_size=512)

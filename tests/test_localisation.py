@@ -77,3 +77,12 @@ def test_bench_last_line(bench):
     assert bench.last_line(df, '192 px, last spatial layer') == 'pointing game: grad-cam 94.0 %, centre prior 51.2 %'
     assert re.fullmatch(r'pointing game: grad-cam \d+\.\d %, centre prior \d+\.\d %', line)
     assert 'positive in 3/3 seeds' in bench.gap_line(df, '128 px, last spatial layer')
+
+def test_bench_out_files(bench):
+    "Models fine-tuned on centred and on off-centre pets write their tables to different files."
+    assert bench.default_out('anywhere').name == 'localisation.md'
+    assert bench.default_out('centre').name == 'localisation_centred.md'
+
+def test_bench_gap_line_names_the_method(bench):
+    df = _fake().replace({'map': {'grad-cam': 'layercam'}})
+    assert bench.gap_line(df, '128 px, last spatial layer').startswith('128 px, last spatial layer: layercam − centre prior')
