@@ -358,7 +358,7 @@ def grid_resize(cam:torch.Tensor, # maps `(N,h,w)`
     (H, W), (h, w) = size, cam.shape[-2:]
     (sy, fy), (sx, fx) = grid if grid is not None else ((H/h, H/h/2), (W/w, W/w/2))
     def coords(n_out, n_in, stride, first):   # each output pixel's centre, in cells, as grid_sample wants it
-        u = (torch.arange(n_out, dtype=cam.dtype) + 0.5 - first)/stride
+        u = (torch.arange(n_out, dtype=cam.dtype, device=cam.device) + 0.5 - first)/stride
         return 2*u/max(n_in - 1, 1) - 1
     g = torch.stack(torch.meshgrid(coords(W, w, sx, fx), coords(H, h, sy, fy), indexing='xy'), -1)
     return F.grid_sample(cam[:, None], g.expand(len(cam), -1, -1, -1), mode='bilinear', padding_mode='border',
