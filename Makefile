@@ -52,7 +52,7 @@ docs-proc: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/presizing_bench.py
 	$(BIN)/python bench/gradcam_bench.py
-	$(BIN)/python bench/localisation.py   # trains five off-centre pets models on first use (about 30 min on 2 cores)
+	$(BIN)/python bench/localisation.py   # trains five off-centre pets models on first use (30-45 min on 2 cores)
 	$(BIN)/python bench/localisation.py --placement centre --train-size 128 --sizes 128 192 256
 
 # real photos: build the two public sets (git + internet, once), then the tool's default vs a linear probe

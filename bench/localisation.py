@@ -15,7 +15,7 @@ training image), and these maps are scored against the true boxes with the Grad-
 
 The models: by default (`--placement anywhere --train-size 256 --sizes 320 256`, table in
 `results/localisation.md`) five models fine-tuned on 1,000 off-centre pets at 256 px
-(`trained_pets_learner(seed=s, size=256, placement='anywhere')`, trained and cached on first use: about 6 minutes
+(`trained_pets_learner(seed=s, size=256, placement='anywhere')`, trained and cached on first use: 6 to 13 minutes
 each on 2 cores); with `--placement centre --train-size 128 --sizes 128 192 256` (`results/localisation_centred.md`)
 the cached models of the course (`trained_pets_learner(seed=s)`, fine-tuned at 128 px on centred pets).
 
