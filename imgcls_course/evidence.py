@@ -1,4 +1,4 @@
-"""Measuring a difference between two training recipes: repeat over seeds, pair the runs, report mean and spread, and claim only what holds with a margin.
+"""Comparing two training recipes: repeat over seeds, pair the runs, and answer two questions apart: is one better on average, and would one more run flip it?
 
 Docs: https://imgcls-course.github.io/imgcls-course/evidence.html.md"""
 
@@ -8,11 +8,11 @@ Docs: https://imgcls-course.github.io/imgcls-course/evidence.html.md"""
 __all__ = ['over_seeds', 'spread', 'seed_table', 'paired_gap', 'gap_table', 'gap_text', 'paired_bootstrap', 'claim_verdict',
            'claim_row']
 
-# %% ../nbs/02_evidence.ipynb #2a1aada5
+# %% ../nbs/02_evidence.ipynb #cb46e829
 import numpy as np, pandas as pd
 from scipy.stats import bootstrap
 
-# %% ../nbs/02_evidence.ipynb #8ffb3193
+# %% ../nbs/02_evidence.ipynb #1b4b7eb6
 def over_seeds(f, # `f(seed)` returns a dict of results, or a list of dicts (one table row each)
                seeds=range(3), # the seeds to run
               )->pd.DataFrame: # one row per seed (and per dict), `seed` first
@@ -23,7 +23,7 @@ def over_seeds(f, # `f(seed)` returns a dict of results, or a list of dicts (one
         rows += [{'seed': s, **d} for d in ([r] if isinstance(r, dict) else r)]
     return pd.DataFrame(rows)
 
-# %% ../nbs/02_evidence.ipynb #a681c1e6
+# %% ../nbs/02_evidence.ipynb #7f854906
 def spread(x, # one number per seed (NaNs are left out)
            digits:int=3, # decimals
           )->str:
@@ -45,21 +45,24 @@ def seed_table(df:pd.DataFrame, # results of `over_seeds`
     t.index.name = by
     return t
 
-# %% ../nbs/02_evidence.ipynb #0a6a24b2
+# %% ../nbs/02_evidence.ipynb #33b40b2e
 def paired_gap(a, # one result per seed: a `pd.Series` indexed by seed, or a sequence
                b, # the result it is compared with, for the same seeds
-               k:float=2, # a clear gap has a mean of at least `k` standard deviations
+               k:float=2, # how many standard errors (on average) or standard deviations (clear) from zero
                min_seeds:int=5, # fewer seeds than this get no verdict
               )->dict:
-    "The per-seed difference `a - b`: mean, std, range, seeds where it is positive, and a verdict."
+    "The per-seed gap `a - b`: mean, standard error, standard deviation, seeds up/down/tied, and a verdict."
     d = (a - b) if isinstance(a, pd.Series) and isinstance(b, pd.Series) else pd.Series(np.asarray(a, float) - np.asarray(b, float))
     if d.isna().any(): raise ValueError(f"a and b do not cover the same seeds: {d.index[d.isna()].tolist()}")
     n, mean = len(d), d.mean()
     std = d.std(ddof=1) if n > 1 else np.nan
-    same = bool((d > 0).all() or (d < 0).all())
-    verdict = ('too few seeds' if n < min_seeds else 'clear' if same and abs(mean) >= k*std
-               else 'same sign in every seed' if same else 'not separable')
-    return dict(mean=mean, std=std, min=d.min(), max=d.max(), positive=f"{int((d > 0).sum())}/{n}", verdict=verdict)
+    se = std/np.sqrt(n)
+    up, down = int((d > 0).sum()), int((d < 0).sum())
+    against = down if mean > 0 else up
+    verdict = ('too few seeds' if n < min_seeds else 'not separable' if not abs(mean) >= k*se
+               else 'clear' if against == 0 and abs(mean) >= k*std else 'on average')
+    return dict(mean=mean, se=se, std=std, min=d.min(), max=d.max(), n=n, up=up, down=down, tied=n - up - down,
+                verdict=verdict)
 
 def gap_table(pairs:dict, # `{name: (a, b)}`: per-seed results to compare as `a - b`
               digits:int=3, # decimals
@@ -68,15 +71,15 @@ def gap_table(pairs:dict, # `{name: (a, b)}`: per-seed results to compare as `a 
     "One `paired_gap` per row."
     return pd.DataFrame.from_dict({k: paired_gap(a, b, **kwargs) for k, (a, b) in pairs.items()}, orient='index').round(digits)
 
-# %% ../nbs/02_evidence.ipynb #01d040a1
+# %% ../nbs/02_evidence.ipynb #4d9b0ff6
 def gap_text(g:dict, # a `paired_gap` result (or a row of `gap_table`)
              digits:int=3, # decimals
             )->str:
-    "A paired gap in one phrase: '+0.074 ± 0.037, positive in 10/10 seeds: *clear*'."
-    sd = f" ± {g['std']:.{digits}f}" if np.isfinite(g['std']) else ''
-    return f"{g['mean']:+.{digits}f}{sd}, positive in {g['positive']} seeds: *{g['verdict']}*"
+    "A paired gap in one phrase: '+0.019 ± 0.014 (s.e. 0.004), 9 up / 1 down / 0 tied: on average'."
+    sd = f" ± {g['std']:.{digits}f} (s.e. {g['se']:.{digits}f})" if np.isfinite(g['std']) else ''
+    return f"{g['mean']:+.{digits}f}{sd}, {g['up']} up / {g['down']} down / {g['tied']} tied: {g['verdict']}"
 
-# %% ../nbs/02_evidence.ipynb #ba2e726d
+# %% ../nbs/02_evidence.ipynb #34abd798
 def paired_bootstrap(a, # a score per item (e.g. 1 if model A got the image right, else 0)
                      b, # the other model's score on the same items, in the same order
                      level:float=0.95, # confidence level of the interval
@@ -90,15 +93,15 @@ def paired_bootstrap(a, # a score per item (e.g. 1 if model A got the image righ
                    n_resamples=n_resamples, method='percentile', rng=np.random.default_rng(seed)).confidence_interval
     return (a - b).mean(), ci.low, ci.high
 
-# %% ../nbs/02_evidence.ipynb #e992a5b4
+# %% ../nbs/02_evidence.ipynb #0deedeaa
 def claim_verdict(g:dict, # a `paired_gap` result for the difference the claim is about
                   direction:int=1, # +1: the claim says the difference is positive; -1: negative
                  )->str:
-    "'held', 'likely', 'not separable', 'likely reversed', 'reversed' or 'too few seeds'."
+    "'held', 'held on average', 'not separable', 'reversed on average', 'reversed' or 'too few seeds'."
     if direction not in (1, -1): raise ValueError(f"direction must be 1 or -1, got {direction}")
-    agree = np.sign(g['mean']) == direction
-    return {'clear': 'held' if agree else 'reversed', 'same sign in every seed': 'likely' if agree else 'likely reversed',
-            'not separable': 'not separable', 'too few seeds': 'too few seeds'}[g['verdict']]
+    v = g['verdict']
+    if v in ('not separable', 'too few seeds'): return v
+    return ('held' if np.sign(g['mean']) == direction else 'reversed') + (' on average' if v == 'on average' else '')
 
 def claim_row(claim:str, # the claim, in words
               g:dict, # the `paired_gap` of the difference it is about
@@ -106,5 +109,5 @@ def claim_row(claim:str, # the claim, in words
               note:str='', # anything a reader needs to read the row
              )->dict:
     "One row of a 'which claims held' table."
-    return {'claim': claim, 'paired difference (mean ± std)': f"{g['mean']:+.3f} ± {g['std']:.3f}", 'seeds positive': g['positive'],
-            'held?': claim_verdict(g, direction), 'note': note}
+    return {'claim': claim, 'paired gap (mean ± SD)': f"{g['mean']:+.3f} ± {g['std']:.3f}", 's.e.': f"{g['se']:.3f}",
+            'seeds up / down / tied': f"{g['up']} / {g['down']} / {g['tied']}", 'held?': claim_verdict(g, direction), 'note': note}

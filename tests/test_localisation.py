@@ -76,7 +76,7 @@ def test_bench_last_line(bench):
     assert line == 'pointing game: grad-cam 93.0 %, centre prior 50.2 %', line
     assert bench.last_line(df, '192 px, last spatial layer') == 'pointing game: grad-cam 94.0 %, centre prior 51.2 %'
     assert re.fullmatch(r'pointing game: grad-cam \d+\.\d %, centre prior \d+\.\d %', line)
-    assert 'positive in 3/3 seeds' in bench.gap_line(df, '128 px, last spatial layer')
+    assert '3 up / 0 down / 0 tied' in bench.gap_line(df, '128 px, last spatial layer')
 
 def test_bench_out_files(bench):
     "Models fine-tuned on centred and on off-centre pets write their tables to different files."
