@@ -1,6 +1,8 @@
 # Two commands for a fresh machine (see README.md):
 #   make demo   - set up .venv once, then run the main job on the bundled synthetic pets
 #   make test   - set up .venv once, then run every test (sync/clean checks, nbdev-test, pytest)
+# and one to read the course:
+#   make lab    - set up .venv (plus JupyterLab) once, then open the lessons in nbs/ in JupyterLab
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -ec
 PYTHON ?= python3
@@ -9,7 +11,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= demo-out
 
-.PHONY: demo test install lint nbtest pytest quicktest export clean-nbs docs-proc bench bench-real
+.PHONY: demo test lab install lint nbtest pytest quicktest export clean-nbs docs-proc bench bench-real
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +20,17 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+LAB_STAMP := $(VENV)/.lab-installed
+$(LAB_STAMP): $(STAMP)
+	@echo "Installing JupyterLab into $(VENV) (first run only)..."
+	$(BIN)/python -m pip install -q -e ".[dev,lab]" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	@touch $(LAB_STAMP)
+
+# JupyterLab on the lessons; LAB_ARGS adds options, e.g. make lab LAB_ARGS="--no-browser --port 8890"
+LAB_ARGS ?=
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab --notebook-dir=nbs $(LAB_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/imgcls-course demo --out $(OUT)

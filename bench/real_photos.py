@@ -119,35 +119,49 @@ def _settings(kw):
     if not kw: return 'the tool as shipped'
     return ', '.join(f"{k}={'finder' if (k == 'lr' and v is None) else ('auto' if (k == 'size' and v == 0) else v)}" for k, v in kw.items())
 
+def _row(recipe, settings, h, va=None, rs=None, deterministic=False):
+    "One row of `table_df`: held-out accuracies `h` over seeds, validation accuracies `va`, the runs `rs` for seconds."
+    sd = statistics.stdev(h) if len(h) > 1 else float('nan')
+    return {'recipe': recipe, 'settings': settings, 'held-out mean': statistics.mean(h), 'held-out SD': sd,
+            'min': min(h), 'max': max(h), 'seeds': len(h), 'deterministic': deterministic,
+            'validation mean': statistics.mean(va) if va else float('nan'),
+            'wall s': statistics.mean(r['seconds'] for r in rs) if rs else float('nan'),
+            'CPU s': statistics.mean(r['cpu_seconds'] for r in rs) if rs else float('nan')}
+
+def table_df(runs, seeds, names):
+    "The runs as a DataFrame: one row per recipe, the held-out accuracy over seeds (mean, SD, min, max), seconds."
+    import pandas as pd
+    lp, rows = runs.get('linear_probe', {}).get('0'), []
+    if lp: rows.append(_row('linear probe', f"LogisticRegression (C={lp['C']:g}) on frozen Lite0 features, 224 px", [_held(lp)],
+                            [lp['valid_accuracy']], [lp], deterministic=True))
+    for n in names:
+        rs = [r for r in (runs.get(n, {}).get(str(s)) for s in seeds) if r]
+        if not rs: continue
+        for tta in ((True, False) if VARIANTS[n].get('tta') else (True,)):
+            label, sets = (n, _settings(VARIANTS[n])) if tta else (f"{n}, without TTA", "the same runs, plain predictions")
+            va = [r['valid_accuracy'] if tta else r.get('valid_accuracy_no_tta', r['valid_accuracy']) for r in rs]
+            rows.append(_row(label, sets, [_held(r, tta) for r in rs], va, rs))
+        pr = [r for r in rs if r.get('probe_valid_accuracy') is not None]
+        if pr:   # the same runs, measured after the probe head was fitted and before fine-tuning: the probe, side by side
+            k = 'probe_test_accuracy' if pr[0].get('probe_test_accuracy') is not None else 'probe_valid_accuracy'
+            rows.append(_row(f"{n}: its probe head, before fine-tuning", "the same runs, `probe_head` (LogisticRegression, C by CV)",
+                             [r[k] for r in pr], [r['probe_valid_accuracy'] for r in pr]))
+    return pd.DataFrame(rows).set_index('recipe')
+
 def table(folder, runs, seeds, names):
-    "Markdown table of the runs: one row per recipe, accuracy as mean ± std (min-max) over seeds."
+    "Markdown table of the runs (`table_df`): one row per recipe, accuracy as mean ± std (min-max) over seeds."
     lp = runs.get('linear_probe', {}).get('0')
     any_r = lp or next((r for v in runs.values() for r in v.values()), None)
     held = 'test' if any_r and any_r.get('test_accuracy') is not None else 'validation'
     rows = [f"| recipe | settings | held-out ({held}) accuracy, mean ± std | min-max | seeds | validation accuracy, mean | wall s, mean | CPU s, mean |",
             "|---|---|---|---|---|---|---|---|"]
-    if lp:
-        rows.append(f"| linear probe | LogisticRegression (C={lp['C']:g}) on frozen Lite0 features, 224 px | {_held(lp):.1%} (deterministic) | | 1 | "
-                    f"{lp['valid_accuracy']:.1%} | {lp['seconds']:.0f} | {lp['cpu_seconds']:.0f} |")
-    for n in names:
-        rs = [runs.get(n, {}).get(str(s)) for s in seeds]; rs = [r for r in rs if r]
-        if not rs: continue
-        for tta in ((True, False) if VARIANTS[n].get('tta') else (True,)):
-            h = [_held(r, tta) for r in rs]
-            va = [r['valid_accuracy'] if tta else r.get('valid_accuracy_no_tta', r['valid_accuracy']) for r in rs]
-            sd = statistics.stdev(h) if len(h) > 1 else 0.
-            label, sets = (n, _settings(VARIANTS[n])) if tta else (f"{n}, without TTA", "the same runs, plain predictions")
-            rows.append(f"| {label} | {sets} | {statistics.mean(h):.1%}" + (f" ± {sd:.1%}" if len(h) > 1 else " (one seed: no spread)")
-                        + f" | {min(h):.1%}-{max(h):.1%} | {len(h)} | "
-                        f"{statistics.mean(va):.1%} | {statistics.mean(r['seconds'] for r in rs):.0f} | "
-                        f"{statistics.mean(r['cpu_seconds'] for r in rs):.0f} |")
-        pr = [r for r in rs if r.get('probe_valid_accuracy') is not None]
-        if pr:   # the same runs, measured after the probe head was fitted and before fine-tuning: the probe, side by side
-            k = 'probe_test_accuracy' if pr[0].get('probe_test_accuracy') is not None else 'probe_valid_accuracy'
-            h = [r[k] for r in pr]; sd = statistics.stdev(h) if len(h) > 1 else 0.
-            rows.append(f"| {n}: its probe head, before fine-tuning | the same runs, `probe_head` (LogisticRegression, C by CV) | "
-                        f"{statistics.mean(h):.1%}" + (f" ± {sd:.1%}" if len(h) > 1 else " (one seed)") + f" | {min(h):.1%}-{max(h):.1%} | {len(h)} | "
-                        f"{statistics.mean(r['probe_valid_accuracy'] for r in pr):.1%} | | |")
+    fmt = lambda x: '' if x != x else f"{x:.0f}"   # NaN: no seconds for this row
+    for recipe, r in table_df(runs, seeds, names).iterrows():
+        acc = (f"{r['held-out mean']:.1%}" + (" (deterministic)" if r['deterministic'] else f" ± {r['held-out SD']:.1%}"
+               if r['seeds'] > 1 else " (one seed)" if 'probe head' in recipe else " (one seed: no spread)"))
+        rng = '' if r['deterministic'] else f"{r['min']:.1%}-{r['max']:.1%}"
+        rows.append(f"| {recipe} | {r['settings']} | {acc} | {rng} | {r['seeds']} | {r['validation mean']:.1%} | "
+                    f"{fmt(r['wall s'])} | {fmt(r['CPU s'])} |")
     return '\n'.join(rows)
 
 def describe(name:str, runs:dict)->str:
