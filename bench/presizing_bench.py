@@ -18,7 +18,6 @@ import argparse, os, platform, statistics, sys, time, warnings
 from pathlib import Path
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 import numpy as np, torch
-import torch.nn.functional as F
 from PIL import Image
 from skimage.metrics import structural_similarity
 import fastai
@@ -26,9 +25,10 @@ from fastai.torch_core import TensorImage
 from fastai.data.core import Pipeline
 from fastai.vision.augment import aug_transforms
 from imgcls_course.data import pets_path, real_photo, REAL_PHOTOS
-from imgcls_course.presizing import (open_rgb, crop_box, crop_subbox, presize_item, draw_params, as_fastai_crop,
-    presize_matrix, presize_batch, naive_augment, fastai_augment, fastai_matrix, box_mat, render_reference, psnr,
-    auto_ss, PresizeAug)
+from imgcls_course.images import open_rgb
+from imgcls_course.presizing import crop_box, presize_item, draw_params, presize_matrix, presize_batch, auto_ss, PresizeAug, count_calls
+from imgcls_course.fidelity import (crop_subbox, as_fastai_crop, naive_augment, fastai_augment, fastai_matrix, box_mat,
+    render_reference, psnr)
 
 P, S = 460, 224
 NAMES = {'naive': 'naive: crop to 224 px, then warp, flip, rotate, zoom one by one',
@@ -41,16 +41,6 @@ def _t(img): return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).fl
 
 def _ssim(a, b): return structural_similarity(a[0].permute(1, 2, 0).numpy(), b[0].permute(1, 2, 0).numpy(),
                                               channel_axis=2, data_range=1.)
-
-class CountInterpolate:
-    "Count the calls to `F.interpolate` (fastai's `_grid_sample` calls it before shrinking a crop by more than 2x)."
-    def __enter__(self):
-        self.n, self.orig = 0, F.interpolate
-        def f(*a, **k):   # plain tensors in, so that fastai's tensor subclass does not dispatch (and count) twice
-            self.n += 1
-            return self.orig(*[o.as_subclass(torch.Tensor) if torch.is_tensor(o) else o for o in a], **k)
-        F.interpolate = f; return self
-    def __exit__(self, *a): F.interpolate = self.orig
 
 def fidelity(images, seed=0):
     "Per pipeline: lists of PSNR, SSIM, padded fraction (and fastai's resample count) over `images` [(kind, PIL image)]."
@@ -67,7 +57,7 @@ def fidelity(images, seed=0):
         small = _t(im.resize((S, S), Image.BILINEAR, box=sub))
         nocrop = {**q, 'scale': torch.ones(1), 'tx': torch.full((1,), .5), 'ty': torch.full((1,), .5)}
         ref = render_reference(orig, box_mat(box, (W0, H0)) @ presize_matrix(q, (P, P), (S, S)), S)
-        with CountInterpolate() as c: y_fa = fastai_augment(big, q, S)
+        with count_calls('interpolate') as c: y_fa = fastai_augment(big, q, S)   # fastai's `_grid_sample` shrinks first when the crop is over 2x the output
         out = {
             'naive': (naive_augment(small, q), render_reference(orig, box_mat(sub, (W0, H0)) @ presize_matrix(nocrop, (S, S), (S, S)), S),
                       naive_augment(ones_small, q, pad_mode='zeros')),
@@ -79,7 +69,7 @@ def fidelity(images, seed=0):
         for k, (y, r, ones) in out.items():
             y = y.clamp(0, 1)
             res[k]['psnr'].append(psnr(y, r).item()); res[k]['ssim'].append(_ssim(y, r[None] if r.ndim == 3 else r))
-            res[k]['pad'].append(1 - ones.mean().item()); res[k]['kind'].append(kind); res[k]['fa_resamples'].append(2 + min(c.n, 1))
+            res[k]['pad'].append(1 - ones.mean().item()); res[k]['kind'].append(kind); res[k]['fa_resamples'].append(2 + min(c['interpolate'], 1))
     return res
 
 def throughput(batch, repeats, device='cpu'):

@@ -21,7 +21,8 @@ from fastprogress.fastprogress import progress_bar
 from .data import pets_path, PETS_RE
 from .models import efficientnet_lite0, pets_learner
 from fastai.vision.core import PILImage   # after `models`, which silences a torch warning that importing fastai.vision prints
-from .presizing import open_rgb, ImageReadError, presized_dblock
+from .images import open_rgb, ImageReadError
+from .presizing import presized_dblock
 from .interpret import confusion_matrix, most_confused, plot_confusion, top_losses
 from .splits import stratified_split
 from .gradcam import grad_cam, overlay, cell_grid, last_spatial_layer
@@ -34,7 +35,7 @@ class FolderError(ValueError):
     "A problem with the user's image folder, explained in plain words."
 
 def _probe(fn:Path):
-    "`(None, (w, h))` if `fn` decodes as an image (with the presizing lesson's `open_rgb`), else `(reason, None)`."
+    "`(None, (w, h))` if `fn` decodes as an image (with `images.open_rgb`), else `(reason, None)`."
     try: w, h = open_rgb(fn).size
     except ImageReadError as e: return f"unreadable: {str(e).removeprefix(f'{fn}: ')[:120]}", None
     if min(w, h) < 8: return f"too small ({w}x{h} px)", None

@@ -6,9 +6,12 @@ Docs: https://imgcls-course.github.io/imgcls-course/evidence.html.md"""
 
 # %% auto #0
 __all__ = ['over_seeds', 'spread', 'seed_table', 'paired_gap', 'gap_table', 'gap_text', 'paired_bootstrap', 'claim_verdict',
-           'claim_row']
+           'claim_row', 'stored_table']
 
 # %% ../nbs/02_evidence.ipynb #cb46e829
+import json
+from html.parser import HTMLParser
+from pathlib import Path
 import numpy as np, pandas as pd
 from scipy.stats import bootstrap
 
@@ -111,3 +114,34 @@ def claim_row(claim:str, # the claim, in words
     "One row of a 'which claims held' table."
     return {'claim': claim, 'paired gap (mean ± SD)': f"{g['mean']:+.3f} ± {g['std']:.3f}", 's.e.': f"{g['se']:.3f}",
             'seeds up / down / tied': f"{g['up']} / {g['down']} / {g['tied']}", 'held?': claim_verdict(g, direction), 'note': note}
+
+# %% ../nbs/02_evidence.ipynb #51790839
+class _Cells(HTMLParser):
+    "The text of every `<th>`/`<td>` of an HTML table, row by row."
+    def __init__(self): super().__init__(); self.rows, self.cell = [], None
+    def handle_starttag(self, tag, attrs):
+        if tag == 'tr': self.rows.append([])
+        elif tag in ('th', 'td'): self.cell = ''
+    def handle_endtag(self, tag):
+        if tag in ('th', 'td') and self.cell is not None: self.rows[-1].append(self.cell.strip()); self.cell = None
+    def handle_data(self, data):
+        if self.cell is not None: self.cell += data
+
+def stored_table(nb, # a notebook file
+                 cell_id:str, # the `id` of the cell whose output is a DataFrame
+                )->pd.DataFrame: # numbers as numbers, the first column as the index
+    "The DataFrame a notebook stored as a cell's output, read back from its HTML."
+    cells = json.loads(Path(nb).read_text())['cells']
+    cell = next((c for c in cells if c.get('id') == cell_id), None)
+    if cell is None: raise ValueError(f"{nb} has no cell {cell_id!r}")
+    html = next((''.join(o['data']['text/html']) for o in cell.get('outputs', []) if 'text/html' in o.get('data', {})), None)
+    if html is None: raise ValueError(f"cell {cell_id!r} of {nb} stored no table: run the notebook with --save first")
+    p = _Cells(); p.feed(html)
+    rows = [r for r in p.rows if r]
+    head = rows[0] if len(rows[0]) == len(rows[-1]) else [''] + rows[0]   # pandas leaves the index's header cell empty
+    body = [r for r in rows[1:] if len(r) == len(head)]
+    df = pd.DataFrame(body, columns=head).set_index(head[0])
+    for k in df.columns:
+        try: df[k] = pd.to_numeric(df[k])
+        except (ValueError, TypeError): pass   # a column of words stays words
+    return df

@@ -1,4 +1,4 @@
-"""Cross-entropy in five lines, checked against PyTorch; then softmax, log-softmax, negative log-likelihood, cross-entropy and binary cross-entropy written from scratch, numerically stable and general, and checked against PyTorch.
+"""Softmax, log-softmax, negative log-likelihood, cross-entropy and binary cross-entropy, written from scratch, numerically stable, and checked against PyTorch.
 
 Docs: https://imgcls-course.github.io/imgcls-course/cross_entropy.html.md"""
 

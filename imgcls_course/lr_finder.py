@@ -1,4 +1,4 @@
-"""The LR range test (Leslie Smith's idea, in fastai's form: an exponential sweep over a hundred mini-batches) and one-cycle training (Smith's policy, in fastai's form: half-cosine phases), from scratch in plain PyTorch, with fastai's four suggestion rules, checked against fastai's `lr_find` and `fit_one_cycle`.
+"""fastai's `lr_find` (an exponential LR range test, its suggestion rules and its plot) and `fit_one_cycle`, rebuilt in plain PyTorch and checked against fastai.
 
 Docs: https://imgcls-course.github.io/imgcls-course/lr_finder.html.md"""
 

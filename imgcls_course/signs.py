@@ -105,6 +105,10 @@ def make_signs(n_tracks:int=100, # number of physical signs
             xs.append(np.clip(a + rng.normal(0, 4, a.shape), 0, 255).astype(np.uint8)); ys.append(c); gs.append(t)
     return torch.from_numpy(np.stack(xs)).permute(0,3,1,2).contiguous(), torch.tensor(ys), torch.tensor(gs)
 
+# %% ../nbs/50_practical.ipynb #a1f3c208
+SIGN_FAMILY = {'stop':'red', 'yield':'red', 'warning':'red', 'no_entry':'red', 'speed_limit':'red',
+               'ahead_only':'blue', 'turn_left':'blue', 'parking':'blue', 'priority_road':'other', 'end_limits':'other'}
+
 # %% ../nbs/50_practical.ipynb #ab458a14
 def shift_images(x:torch.Tensor, # uint8 images `(N,3,H,W)`
                  kind:str, # 'dark', 'bright', 'blur', 'lowres' or 'crop'
@@ -121,7 +125,3 @@ def shift_images(x:torch.Tensor, # uint8 images `(N,3,H,W)`
         c = int(round(H*0.2)); y = F.interpolate(xf[..., c:H-c//2, c:W-c//2], size=(H, W), mode='bilinear', align_corners=False)
     else: raise ValueError(f"Unknown shift {kind!r}; choose 'dark', 'bright', 'blur', 'lowres' or 'crop'")
     return y.round().clamp(0, 255).to(torch.uint8)
-
-# %% ../nbs/50_practical.ipynb #a1f3c208
-SIGN_FAMILY = {'stop':'red', 'yield':'red', 'warning':'red', 'no_entry':'red', 'speed_limit':'red',
-               'ahead_only':'blue', 'turn_left':'blue', 'parking':'blue', 'priority_road':'other', 'end_limits':'other'}

@@ -1,4 +1,4 @@
-"""A pretrained body and a new head: freezing (with batch-norm still training), unfreezing, `slice` learning rates spread over parameter groups, fastai's `fine_tune` rebuilt, how many epochs, deeper models and mixed precision.
+"""A pretrained body and a new head: freezing with batch-norm still training, discriminative learning rates, and fastai's `fine_tune` rebuilt and checked against fastai.
 
 Docs: https://imgcls-course.github.io/imgcls-course/transfer.html.md"""
 
@@ -6,10 +6,10 @@ Docs: https://imgcls-course.github.io/imgcls-course/transfer.html.md"""
 
 # %% auto #0
 __all__ = ['lite0_groups', 'norm_params', 'freeze_to', 'freeze', 'unfreeze', 'norm_bias_params', 'MaskedAdamW', 'fastai_adamw',
-           'even_mults', 'expand_lr', 'fine_tune', 'plot_history', 'time_train_step', 'amp_train_step']
+           'even_mults', 'expand_lr', 'fine_tune', 'plot_history']
 
 # %% ../nbs/31_transfer.ipynb #ef9c0f5d
-import warnings, time
+import warnings
 import numpy as np, torch, torch.nn as nn
 import matplotlib.pyplot as plt
 from .lr_finder import opt_groups, clear_state, fit_one_cycle
@@ -140,30 +140,3 @@ def plot_history(h:dict, # `fine_tune`'s result, or one `fit_one_cycle` history
     if 'frozen' in h: ax.axvline(len(h['frozen']['train_loss'])+0.5, c='gray', ls=':')
     ax.legend(loc='upper right'); ax.set_xticks(ep)
     return ax
-
-# %% ../nbs/31_transfer.ipynb #92c818c2
-def time_train_step(model:nn.Module, bs:int=16, size:int=64, n_classes:int=12, reps:int=2)->float:
-    "Median CPU seconds of one forward+backward+SGD step of `model` on a random batch (after one warm-up step)."
-    x, y = torch.randn(bs, 3, size, size), torch.randint(0, n_classes, (bs,))
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3); model.train(); ts = []
-    for i in range(reps+1):
-        t0 = time.process_time()
-        nn.functional.cross_entropy(model(x), y).backward(); opt.step(); opt.zero_grad()
-        if i: ts.append(time.process_time()-t0)
-    return float(np.median(ts))
-
-# %% ../nbs/31_transfer.ipynb #82af484a
-def amp_train_step(model:nn.Module, batch, loss_func, opt,
-                   dtype=torch.bfloat16, # `torch.bfloat16` (CPU or GPU) or `torch.float16` (GPU, with a scaler)
-                   scaler=None, # a `torch.amp.GradScaler` for float16
-                  )->torch.Tensor:
-    "One mixed-precision training step: autocast forward and loss, (scaled) backward, (unscaled) step."
-    dev = next(model.parameters()).device
-    xb, yb = [o.to(dev) for o in batch]
-    with torch.autocast(dev.type, dtype=dtype):
-        out = model(xb)
-        loss = loss_func(out.float(), yb)          # the loss in float32, as fastai's `MixedPrecision` does
-    if scaler is None: loss.backward(); opt.step()
-    else: scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
-    opt.zero_grad()
-    return loss.detach()

@@ -1,4 +1,4 @@
-"""Fastbook chapter 5's training calls, run by fastai itself on the synthetic pets: `lr_find`, `fine_tune`, `fit_one_cycle`, `unfreeze`, discriminative learning rates and `plot_loss`, with the error rate of each step in one table and what one validation image is worth.
+"""Fastbook chapter 5's training calls run end to end by fastai on the synthetic pets, and the cached fine-tuned pets model that the later lessons use.
 
 Docs: https://imgcls-course.github.io/imgcls-course/fastai_workflow.html.md"""
 

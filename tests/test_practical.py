@@ -240,3 +240,25 @@ def test_tensor_dls_normalises_with_imagenet_norm():
     torch.testing.assert_close(dls.train.dataset.tensors[0], imagenet_norm(x[:24]), atol=0, rtol=0)
     torch.testing.assert_close(dls.valid.dataset.tensors[0], imagenet_norm(x[24:]), atol=0, rtol=0)
     assert torch.equal(dls.valid.dataset.tensors[1], y[24:])
+
+
+# --- where the practical modules are written -------------------------------------------------------------------------
+
+def _export_targets(fn):
+    "The module each cell of notebook `fn` exports to: `#| export <module>` (or `default_exp`) directives."
+    import json
+    out = []
+    for c in json.loads(fn.read_text(encoding='utf-8'))['cells']:
+        if c['cell_type'] != 'code': continue
+        for line in ''.join(c['source']).splitlines():
+            if not line.startswith('#|'): break
+            d = line[2:].split()
+            if d and d[0] in ('export', 'exports', 'exporti', 'default_exp'): out.append(d[1] if len(d) > 1 else None)
+    return out
+
+def test_practical_modules_come_from_the_core_lesson_only():
+    from pathlib import Path
+    nbs = Path(__file__).parent.parent/'nbs'
+    assert set(_export_targets(nbs/'50_practical.ipynb')) == {'signs', 'cnn_training', 'dashboard', 'splits', 'imbalance', 'memory',
+                                                             'small_objects', 'opencv_baseline'}
+    assert _export_targets(nbs/'51_practical_more.ipynb') == []   # the deep dive imports them and exports nothing

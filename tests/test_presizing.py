@@ -1,4 +1,4 @@
-"Tests for `imgcls_course.presizing`: equivalence with fastai, geometry of the benchmark, determinism, bad input."
+"Tests for `imgcls_course.presizing`, `.images` and `.fidelity`: equivalence with fastai, resample counts, geometry of the benchmark, determinism, bad input."
 import hashlib, math, random, struct, zlib, warnings
 from pathlib import Path
 import numpy as np, pytest, torch, torch.nn.functional as F
@@ -6,11 +6,13 @@ from PIL import Image
 
 warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 from fastai.torch_core import TensorImage, set_seed
-from fastai.vision.augment import Flip, Rotate, Zoom, Warp, setup_aug_tfms
+from fastai.data.core import Pipeline
+from fastai.vision.augment import Flip, Rotate, Zoom, Warp, RandomResizedCropGPU, setup_aug_tfms, aug_transforms
+from imgcls_course.images import open_rgb, verify_images, ImageReadError, PILImageRGB
 from imgcls_course.presizing import (
-    open_rgb, verify_images, ImageReadError, PILImageRGB, crop_box, presize_item, PresizeItem, draw_params,
-    identity_params, flip_mat, rotate_mat, zoom_mat, crop_mat, warp_mat, presize_matrix, projective_grid,
-    presize_batch, PresizeAug, box_mat, render_reference, naive_augment, crop_subbox, psnr, fastai_augment,
+    count_calls, crop_box, presize_item, PresizeItem, draw_params, identity_params, flip_mat, rotate_mat, zoom_mat,
+    crop_mat, warp_mat, presize_matrix, projective_grid, presize_batch, PresizeAug)
+from imgcls_course.fidelity import (box_mat, render_reference, naive_augment, crop_subbox, psnr, fastai_augment,
     fastai_matrix, as_fastai_crop)
 
 SEEDS = range(8)
@@ -84,6 +86,43 @@ def test_flip_is_torch_flip(w):
 def test_bad_batches():
     with pytest.raises(TypeError, match='float'): presize_batch(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match='batch'): presize_batch(torch.zeros(3, 8, 8))
+
+# ---------------------------------------------------------------- how many times each pipeline resamples
+def test_count_calls():
+    x = TensorImage(torch.rand(1, 3, 8, 8))
+    orig = F.interpolate
+    with count_calls('interpolate', 'grid_sample') as n:
+        F.interpolate(x, size=4); F.interpolate(x.as_subclass(torch.Tensor), size=2)
+    assert n == {'interpolate': 2, 'grid_sample': 0}           # a fastai tensor counts once, not twice
+    with pytest.raises(RuntimeError):
+        with count_calls('interpolate'): raise RuntimeError
+    assert F.interpolate is orig                                 # restored, even after an error
+
+def test_resample_counts():
+    "The book's picture: fastai's composed Rotate/Zoom/Warp, 460 -> 224 px, resamples twice; one at a time, five times."
+    kw = dict(p=1., pad_mode='zeros')
+    x = TensorImage(torch.rand(2, 3, 460, 460))
+    with count_calls('interpolate', 'grid_sample') as one:
+        Pipeline(setup_aug_tfms([Rotate(draw=30, size=224, **kw), Zoom(draw=1.2, draw_x=0.5, draw_y=0.5, size=224, **kw),
+                                 Warp(draw_x=-0.2, draw_y=0.2, size=224, **kw)]))(x)
+    with count_calls('interpolate', 'grid_sample') as seq:
+        x.affine_coord(sz=224).rotate(draw=30, **kw).zoom(draw=1.2, draw_x=0.5, draw_y=0.5, **kw).warp(draw_x=-0.2, draw_y=0.2, **kw)
+    with count_calls('interpolate', 'grid_sample') as ours: presize_batch(x.as_subclass(torch.Tensor), 224, draw_params(2))
+    assert one == {'interpolate': 1, 'grid_sample': 1}
+    assert seq == {'interpolate': 1, 'grid_sample': 4}
+    assert ours == {'interpolate': 0, 'grid_sample': 1}
+
+def test_book_batch_step_resamples_two_or_three_times():
+    "aug_transforms(size=224, min_scale=0.75) on 460 px items: the affine stack, then the crop; an area shrink first when the crop is above 448 px."
+    pipe = Pipeline(aug_transforms(size=224, min_scale=0.75), split_idx=0)
+    crop = next(t for t in pipe.fs if isinstance(t, RandomResizedCropGPU))
+    set_seed(0)
+    seen = set()
+    for _ in range(30):
+        with count_calls('interpolate', 'grid_sample') as n: pipe(TensorImage(torch.rand(1, 1, 460, 460)))
+        assert n == {'interpolate': int(min(crop.cp_size) > 448), 'grid_sample': 2}
+        seen.add(n['interpolate'])
+    assert seen == {0, 1}
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='no GPU')
 def test_runs_on_gpu():

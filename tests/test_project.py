@@ -1,5 +1,5 @@
 "Packaging and nbdev hygiene: notebooks clean, library in sync, the docs build's processing, fresh install."
-import ast, json, os, subprocess, sys, zipfile
+import ast, json, os, re, subprocess, sys, zipfile
 import pytest
 from conftest import ROOT, BIN, copy_project
 
@@ -84,3 +84,57 @@ def test_fresh_install_imports(tmp_path):
     env = {**os.environ, 'PYTHONPATH': str(tmp_path/'site')}
     r = _run([sys.executable, '-c', code], tmp_path, env=env)
     assert r.stdout.strip()
+
+# ---------------------------------------------------------------- the learner's path (nbs/sidebar.yml's sections)
+def _sidebar_sections()->dict:
+    "`{section: [notebook, ...]}` from nbs/sidebar.yml (pages before the first section under '')."
+    import yaml
+    contents = yaml.safe_load((ROOT/'nbs'/'sidebar.yml').read_text())['website']['sidebar']['contents']
+    out = {'': []}
+    for item in contents:
+        if isinstance(item, str): out[''].append(item)
+        else: out[item['section']] = list(item['contents'])
+    return out
+
+def _cells(name): return json.loads((ROOT/'nbs'/name).read_text())['cells']
+def _src(c): return ''.join(c['source'])
+def _words(name): return sum(len(_src(c).split()) for c in _cells(name) if c['cell_type'] == 'markdown')
+
+def test_course_lessons_are_book_sized_and_end_with_exercises():
+    "Each lesson of the sidebar's Course section: at most 2,000 words of prose and an `## Exercises` section with 3-5 numbered tasks, one asking for code."
+    course = _sidebar_sections().get('Course')
+    assert course and len(course) >= 8, f"nbs/sidebar.yml needs a 'Course' section with the core lessons: {course}"
+    words = {nb: _words(nb) for nb in course}
+    assert all(w <= 2000 for w in words.values()), f"core lessons over 2,000 words: {words}"
+    assert sum(words.values()) <= 16000, f"the Course section holds {sum(words.values())} words (at most 16,000): {words}"
+    for nb in course:
+        md = '\n'.join(_src(c) for c in _cells(nb) if c['cell_type'] == 'markdown')
+        ex = re.search(r'^## Exercises\s*$(.*?)(?=^## |\Z)', md, re.M | re.S)
+        assert ex, f"{nb}: no '## Exercises' section"
+        tasks = re.findall(r'^\d+\.\s', ex.group(1), re.M)
+        assert 3 <= len(tasks) <= 5, f"{nb}: {len(tasks)} numbered exercises (3 to 5)"
+        codes = [_src(c) for c in _cells(nb) if c['cell_type'] == 'code']
+        assert any(s.lstrip().startswith('#| code-fold: true') for s in codes), f"{nb}: no folded solution (`#| code-fold: true`)"
+
+def test_no_prose_written_by_code():
+    "No code cell builds prose with Markdown(...): prose is markdown, numbers are outputs."
+    found = [f"{p.name} cell {c.get('id')}" for p in sorted((ROOT/'nbs').glob('*.ipynb')) for c in json.loads(p.read_text())['cells']
+             if c['cell_type'] == 'code' and re.search(r'\bMarkdown\(', _src(c))]
+    assert not found, f"code cells calling Markdown(: {found}"
+
+def test_links_between_notebooks_name_notebooks_not_pages():
+    "A link to a local `.html` page breaks when the notebook is opened in Jupyter: link the `.ipynb` (nbdev rewrites it for the site)."
+    bad = [f"{p.name}: {m}" for p in sorted((ROOT/'nbs').glob('*.ipynb')) for c in json.loads(p.read_text())['cells']
+           if c['cell_type'] == 'markdown' for m in re.findall(r'\]\((?!https?://)([^)\s]+\.html(?:#[^)\s]*)?)\)', _src(c))]
+    assert not bad, f"links to .html pages: {bad}"
+
+def test_deep_dives_are_marked_and_linked_from_the_course():
+    "Each notebook of the Deep dives section is titled 'Deep dive: ...' and linked from at least one core lesson."
+    side = _sidebar_sections()
+    dives, course = side.get('Deep dives', []), side.get('Course', [])
+    assert dives, "nbs/sidebar.yml needs a 'Deep dives' section"
+    course_md = {nb: '\n'.join(_src(c) for c in _cells(nb) if c['cell_type'] == 'markdown') for nb in course}
+    for nb in dives:
+        title = _src(_cells(nb)[0]).splitlines()[0]
+        assert title.startswith('# Deep dive: '), f"{nb}: title {title!r} should start with '# Deep dive: '"
+        assert any(f'({nb}' in md for md in course_md.values()), f"{nb} is linked from no core lesson"

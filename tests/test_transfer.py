@@ -1,14 +1,20 @@
-"Freezing, slice expansion and `fine_tune` against fastai's, on tiny synthetic models and on the pets learner."
-import copy
+"""Freezing, slice expansion and `fine_tune` against fastai's, on tiny synthetic models and on the pets learner; the
+mixed-precision step (`mixed_precision`, the deep dive of lessons 20 and 31) and what fastai's `to_fp16`/`to_bf16` do on a CPU."""
+import copy, warnings
 import numpy as np, pytest, torch, torch.nn as nn
 import fastcore.test as fct   # (imported as a module: pytest would collect a bare `test_close` as a test)
 from fastcore.basics import even_mults as fc_even_mults
 from fastai.optimizer import Adam
 from fastai.torch_core import params, norm_bias_params as fa_norm_bias_params
+from fastai.learner import Learner
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.callback.fp16 import MixedPrecision   # (its module patches `Learner.to_fp16` and `Learner.to_bf16`)
 from conftest import tiny_model, split3, tiny_batches, tiny_learner, list_learner
 from imgcls_course.lr_finder import RecordHypers
 from imgcls_course.transfer import (even_mults, expand_lr, freeze, unfreeze, freeze_to, norm_params, fine_tune,
-                                    fastai_adamw, lite0_groups, amp_train_step, norm_bias_params, MaskedAdamW)
+                                    fastai_adamw, lite0_groups, norm_bias_params, MaskedAdamW)
+from imgcls_course.mixed_precision import amp_train_step, time_train_step
 
 # `tiny_model`'s parameters by group (see conftest): what freezing leaves trainable, and everything
 BN0, LN1 = 2*32, 2*16                                 # the body's BatchNorm1d(32) and LayerNorm(16): weights and biases
@@ -198,3 +204,41 @@ def test_amp_train_step_cpu(dtype, seed):
     rel = ((step(m) - step(m32)).norm() / step(m32).norm()).item()
     assert rel < AMP_TOL[dtype]['step'], f"the {dtype} step differs from float32's by {rel:.3g} of its norm"
     if scaler is not None: assert scaler.get_scale() == 2.**16, scaler.get_scale()   # no overflow: the step was taken
+
+
+def _cpu_learner(model, path):
+    "A fastai `Learner` whose data, and so model, stay on the CPU even where a GPU exists."
+    ds = [(x, y) for xb, yb in tiny_batches(0, 2) for x, y in zip(xb, yb)]
+    return Learner(DataLoaders(DataLoader(ds, bs=8), DataLoader(ds[:8], bs=8), device='cpu', path=path), model,
+                   loss_func=nn.CrossEntropyLoss())
+
+def _fit_dtypes(learn, layer):
+    "The dtypes `layer` computes in during one epoch of `learn.fit`."
+    seen = []
+    h = layer.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    with learn.no_bar(), learn.no_logging(), warnings.catch_warnings():
+        warnings.simplefilter('ignore'); learn.fit(1, 1e-2)         # without a GPU: "CUDA is not available"
+    h.remove()
+    return set(seen)
+
+@pytest.mark.parametrize('mode', ['to_fp16', 'to_bf16'])
+def test_fastai_mixed_precision_changes_nothing_on_cpu(mode, tmp_path):
+    """fastai's `MixedPrecision` enters `autocast('cuda')`: on CPU tensors the forward pass stays float32 (lesson 31 says so;
+    it once said `to_bf16()` "runs here"), while PyTorch's CPU autocast computes in bfloat16 or float16."""
+    m = tiny_model(0)
+    learn = getattr(_cpu_learner(m, tmp_path), mode)()
+    assert any(isinstance(cb, MixedPrecision) for cb in learn.cbs)
+    assert _fit_dtypes(learn, m[0]) == {torch.float32}
+    dt = torch.float16 if mode == 'to_fp16' else torch.bfloat16
+    x = tiny_batches(0, 1)[0][0]
+    with torch.autocast('cpu', dtype=dt): assert m[0](x).dtype == dt      # what the hook would have seen, had it run
+    assert all(p.dtype == torch.float32 for p in m.parameters())         # the weights stay float32 either way
+
+
+def test_time_train_step():
+    "A positive CPU time per step, and the model trained (its weights moved)."
+    m = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 12))
+    w0 = m[0].weight.detach().clone()
+    t = time_train_step(m, bs=4, size=16, reps=2)
+    assert isinstance(t, float) and t > 0
+    assert not torch.equal(w0, m[0].weight)
