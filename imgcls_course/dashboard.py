@@ -9,11 +9,10 @@ __all__ = ['Dashboard', 'plot_epochs']
 
 # %% ../nbs/50_practical.ipynb #a1f3c202
 # A training dashboard: every batch's loss and accuracy, epoch means, and plots that compare runs over seeds.
-import warnings
 import pandas as pd
 import matplotlib.pyplot as plt
-with warnings.catch_warnings():   # fastai's layers call `torch.jit.script`, which this torch deprecates: silenced here only
-    warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+from .data import quiet_fastai
+with quiet_fastai():   # importing fastai warns that `torch.jit.script` is deprecated
     from fastai.callback.core import Callback
 
 # %% ../nbs/50_practical.ipynb #b5e60a9e

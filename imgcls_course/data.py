@@ -6,14 +6,16 @@ Docs: https://imgcls-course.github.io/imgcls-course/data.html.md"""
 
 # %% auto #0
 __all__ = ['BREEDS', 'LOOKALIKES', 'PETS_RE', 'DATA_VERSION', 'REAL_PHOTOS', 'is_cat', 'cluttered_background', 'make_pet_image',
-           'cache_dir', 'file_lock', 'make_pets', 'pets_path', 'load_boxes', 'show_pets', 'real_photo',
-           'real_photos_path', 'oxford_pets_path']
+           'cache_dir', 'atomic_path', 'quiet_fastai', 'make_pets', 'pets_path', 'load_boxes', 'show_pets',
+           'real_photo', 'real_photos_path', 'oxford_pets_path']
 
 # %% ../nbs/00_data.ipynb #3c137a75
-import csv, math, os, shutil, tempfile
+import csv, math, os, shutil, tempfile, warnings
+from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from filelock import FileLock
 from fastcore.basics import listify
 from fastprogress.fastprogress import progress_bar
 
@@ -148,20 +150,28 @@ def make_pet_image(breed:str, # a key of `BREEDS`
 DATA_VERSION = 1  # bump when the drawing code changes, so old caches are not reused
 
 def cache_dir()->Path:
-    "Where the course keeps generated data and trained models (`$IMGCLS_COURSE_DATA` or `~/.cache/imgcls_course`)."
+    "Where the course keeps generated data and models."
     return Path(os.environ.get('IMGCLS_COURSE_DATA', Path.home()/'.cache'/'imgcls_course')).expanduser()
 
-class file_lock:
-    "Exclusive inter-process lock on `path` (POSIX `flock`; a no-op where `fcntl` is missing)."
-    def __init__(self, path): self.path = Path(path)
-    def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.f = open(self.path, 'w')
-        try:
-            import fcntl; fcntl.flock(self.f, fcntl.LOCK_EX)
-        except ImportError: pass
-        return self
-    def __exit__(self, *a): self.f.close(); return False
+@contextmanager
+def atomic_path(dest, # the file to write
+               ):
+    "A temporary path beside `dest`, renamed to `dest` only if the block succeeds."
+    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent); os.close(fd)
+    umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private: use normal permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dest)
+    finally: Path(tmp).unlink(missing_ok=True)
+
+# %% ../nbs/00_data.ipynb #767849b6
+@contextmanager
+def quiet_fastai():
+    "Silence the `torch.jit.script` deprecation warning that importing fastai raises on recent PyTorch."
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+        yield
 
 # %% ../nbs/00_data.ipynb #45eb9f6d
 def make_pets(dest, # folder to create; must not exist yet
@@ -208,7 +218,7 @@ def pets_path(n:int=1000, # number of images
     if placement not in ('centre', 'anywhere'): raise ValueError(f"placement must be 'centre' or 'anywhere', not {placement!r}")
     dest = cache_dir()/(f'synthetic_pets_v{DATA_VERSION}_n{n}_s{seed}' + ('' if placement == 'centre' else f'_{placement}'))
     if not (dest/'boxes.csv').exists():
-        with file_lock(dest.parent/f'.{dest.name}.lock'):   # notebooks tested in parallel all ask for it at once
+        with FileLock(dest.parent/f'.{dest.name}.lock'):   # notebooks tested in parallel all ask for it at once
             if not (dest/'boxes.csv').exists(): make_pets(dest, n=n, seed=seed, show_progress=show_progress, placement=placement)
     return dest
 
@@ -258,8 +268,7 @@ def real_photos_path()->Path:
     for n in REAL_PHOTOS:
         fn = dest/f'{n}.jpg'
         if not fn.exists():
-            fd, tmp = tempfile.mkstemp(suffix='.jpg', dir=dest); os.close(fd)
-            real_photo(n).save(tmp, quality=95); os.replace(tmp, fn)
+            with atomic_path(fn) as t: real_photo(n).save(t, format='JPEG', quality=95)
     return dest
 
 # %% ../nbs/00_data.ipynb #ed1ae0ba

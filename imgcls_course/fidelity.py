@@ -9,10 +9,10 @@ __all__ = ['crop_subbox', 'naive_augment', 'box_mat', 'render_reference', 'psnr'
            'fastai_matrix', 'as_fastai_crop', 'md_tables']
 
 # %% ../nbs/11_presizing_fidelity.ipynb #9f77d6a7
-import math, warnings
+import math
 import pandas as pd, torch, torch.nn.functional as F
-with warnings.catch_warnings():   # fastai's layers call `torch.jit.script`, which this torch deprecates: silenced here only
-    warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+from .data import quiet_fastai
+with quiet_fastai():   # importing fastai warns that `torch.jit.script` is deprecated
     from fastai.torch_core import TensorImage
     from fastai.vision.augment import Flip, Rotate, Zoom, Warp, RandomResizedCropGPU, setup_aug_tfms
 from .presizing import _mat, _hw, flip_mat, rotate_mat, zoom_mat, warp_mat, projective_grid, presize_batch

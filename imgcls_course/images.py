@@ -14,8 +14,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from fastcore.basics import listify
 from fastprogress.fastprogress import progress_bar
-with warnings.catch_warnings():   # fastai's layers call `torch.jit.script`, which this torch deprecates: silenced here only
-    warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+from .data import quiet_fastai
+with quiet_fastai():   # importing fastai warns that `torch.jit.script` is deprecated
     from fastai.vision.core import PILImage
 
 # %% ../nbs/03_images.ipynb #0ae408e5

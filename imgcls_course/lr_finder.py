@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np, torch, torch.nn as nn
 import matplotlib.pyplot as plt
 from fastprogress.fastprogress import progress_bar
-with warnings.catch_warnings():   # fastai's layers call `torch.jit.script`, which this torch deprecates: silence that, here only
-    warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+from .data import quiet_fastai
+with quiet_fastai():   # importing fastai warns that `torch.jit.script` is deprecated
     from fastai.callback.core import Callback
 
 # %% ../nbs/30_lr_finder.ipynb #4227dc14

@@ -9,14 +9,13 @@ __all__ = ['lite0_weights_path', 'load_by_position', 'efficientnet_lite0', 'imag
            'imagenet_tensor', 'imagenet_predict', 'lite0_split', 'pets_learner']
 
 # %% ../nbs/01_models.ipynb #f3832a95
-import warnings
 from pathlib import Path
 import numpy as np, torch, torch.nn as nn
 import timm
 from PIL import Image
 from fastcore.foundation import L
-with warnings.catch_warnings():   # fastai's layers call `torch.jit.script`, which this torch deprecates: silenced here only
-    warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+from .data import quiet_fastai
+with quiet_fastai():   # importing fastai warns that `torch.jit.script` is deprecated
     from fastai.torch_core import params
     from fastai.vision.all import vision_learner, model_meta, imagenet_stats, error_rate
 

@@ -10,20 +10,19 @@ __all__ = ['count_calls', 'crop_box', 'presize_item', 'PresizeItem', 'draw_param
            'PresizeAug', 'presize_tfms', 'presized_dblock', 'pets_dblock', 'pets_dls']
 
 # %% ../nbs/10_presizing.ipynb #31fb23be
-import math, random, warnings
+import math, random
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 from PIL import Image
-with warnings.catch_warnings():   # fastai's layers call `torch.jit.script`, which this torch deprecates: silenced here only
-    warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
+from .data import quiet_fastai
+with quiet_fastai():   # importing fastai warns that `torch.jit.script` is deprecated
     from fastai.torch_core import TensorImage, TensorMask
     from fastai.vision.core import PILBase, PILMask, TensorPoint, TensorBBox
     from fastai.vision.augment import RandTransform
     from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr,
                                    get_image_files, Resize, aug_transforms, set_seed)
 from .data import pets_path, PETS_RE
-from .images import open_rgb, ImageReadError   # noqa: F401 (the tool still imports them from here)
 
 # %% ../nbs/10_presizing.ipynb #56f4e815
 @contextmanager

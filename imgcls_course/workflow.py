@@ -11,7 +11,8 @@ __all__ = ['pets_model_file', 'train_pets_model', 'trained_pets_learner']
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from .data import pets_path, cache_dir, file_lock
+from filelock import FileLock
+from .data import pets_path, cache_dir, atomic_path
 from .models import pets_learner   # imports fastai, silencing its torch.jit warning
 from .presizing import pets_dls
 from fastai.vision.all import Normalize, imagenet_stats
@@ -30,8 +31,7 @@ def train_pets_model(fn:Path, # where to export the learner
     learn = pets_learner(pets_dls(path/'images', size=size, seed=seed))
     with (nullcontext() if show_progress else learn.no_bar()), (nullcontext() if show_progress else learn.no_logging()):
         learn.fine_tune(epochs, base_lr=base_lr)
-    fn.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fn.with_suffix('.tmp'); learn.export(tmp); tmp.replace(fn)
+    with atomic_path(fn) as t: learn.export(t)
 
 def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
                          size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3,
@@ -42,7 +42,7 @@ def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
     from fastai.learner import load_learner
     fn = pets_model_file(epochs, size, n, seed, base_lr, placement)
     fn.parent.mkdir(parents=True, exist_ok=True)
-    with file_lock(fn.with_suffix('.lock')):
+    with FileLock(fn.with_suffix('.lock')):
         if not fn.exists(): train_pets_model(fn, epochs, size, n, seed, base_lr, show_progress, placement)
     with warnings.catch_warnings():   # fastai warns that pickle is unsafe: this is our own cache file
         warnings.filterwarnings('ignore', message='load_learner', category=UserWarning)
