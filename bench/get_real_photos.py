@@ -23,7 +23,8 @@ from pathlib import Path
 
 MAX_BYTES = 4*1024*1024
 SETS = {
-    'cats_dogs': dict(repo='chanakya2734/Image-classification-using-CNN', commit='bf746c6e53f1edacd97b383de350f7a495cef0e1',
+    'cats_dogs': dict(repo='chanakya2734/Image-classification-using-CNN',
+                      commit='bf746c6e53f1edacd97b383de350f7a495cef0e1',
                       classes={'cat': ('dataset/training_set/cats', 'dataset/test_set/cats'),
                                'dog': ('dataset/training_set/dogs', 'dataset/test_set/dogs')},
                       counts=dict(train=120, val=75, test=100)),
@@ -56,13 +57,15 @@ class CloneSource:
         self.w = Path(workdir)/repo.replace('/', '+')
         if not (self.w/'.git').exists():
             self.w.mkdir(parents=True, exist_ok=True)
-            _git('init', '-q', str(self.w)); _git('-C', str(self.w), 'remote', 'add', 'origin', f'https://github.com/{repo}.git')
+            _git('init', '-q', str(self.w))
+            _git('-C', str(self.w), 'remote', 'add', 'origin', f'https://github.com/{repo}.git')
             _git('-C', str(self.w), 'fetch', '-q', '--depth', '1', '--filter=blob:none', 'origin', commit)
             _git('-C', str(self.w), 'sparse-checkout', 'set', '--no-cone', *[f'/{f}/' for f in folders])
             _git('-C', str(self.w), 'checkout', '-q', 'FETCH_HEAD')
     def files(self, folder):
         d = self.w/folder
-        return sorted((str(p.relative_to(self.w)), p) for p in d.iterdir() if p.is_file() and p.stat().st_size < MAX_BYTES)
+        return sorted((str(p.relative_to(self.w)), p) for p in d.iterdir()
+                      if p.is_file() and p.stat().st_size < MAX_BYTES)
     def read(self, f): return f[1].read_bytes()
 
 def _images(src, folder):
@@ -109,12 +112,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as work:
         for name, spec in SETS.items():
             if a.only and name != a.only: continue
-            if a.mirror_root: src = MirrorSource(Path(a.mirror_root)/spec['repo'].replace('/', '+')/'repo', spec['commit'])
+            if a.mirror_root:
+                src = MirrorSource(Path(a.mirror_root)/spec['repo'].replace('/', '+')/'repo', spec['commit'])
             else:
                 folders = [f for pair in spec['classes'].values() for f in pair if f]
                 src = CloneSource(spec['repo'], spec['commit'], folders, work)
             counts = build(name, src, dest)
-            print(f"{dest/name}: " + '; '.join(f"{s} " + ' + '.join(f'{n} {c}' for c, n in cs.items()) for s, cs in counts.items()))
+            print(f"{dest/name}: " + '; '.join(f"{s} " + ' + '.join(f'{n} {c}' for c, n in cs.items())
+                                                for s, cs in counts.items()))
     return 0
 
 if __name__ == '__main__': sys.exit(main())

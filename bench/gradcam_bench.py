@@ -35,7 +35,8 @@ def bench(name, model, layer, bs, size, reps, dev, method='gradcam'):
     def ref_with():
         with Ref(model, [layer]) as c: c(x, ref_targets)
     err = np.abs(ours_f().cpu().numpy() - ref_f()).max()
-    fs = {'ours': ours_f, 'ref': ref_f, 'ref_with': ref_with, 'ours_auto': lambda: grad_cam(model, x, tg, method=method)}
+    fs = {'ours': ours_f, 'ref': ref_f, 'ref_with': ref_with,
+          'ours_auto': lambda: grad_cam(model, x, tg, method=method)}
     for f in fs.values(): f()                                   # warm-up
     ts = {k: [] for k in fs}
     for _ in range(reps):
@@ -56,7 +57,8 @@ def main():
     torch.manual_seed(0)
     r18 = resnet18(weights=None).eval().to(dev)
     lite = efficientnet_lite0().eval().to(dev)
-    hw = torch.cuda.get_device_name() if dev.type == 'cuda' else f'CPU ({torch.get_num_threads()} threads, {platform.machine()})'
+    hw = (torch.cuda.get_device_name() if dev.type == 'cuda'
+          else f'CPU ({torch.get_num_threads()} threads, {platform.machine()})')
     lines = [f'Grad-CAM speed, ms per call (median of {a.reps}, interleaved), {hw}, torch {torch.__version__}.', '',
              '"ours (auto)" also finds the layer (one extra one-image forward); "ref" reuses one `GradCAM` object, '
              '"ref (with)" builds it per call as its README does. Ratio = ref / ours (>1: ours faster).', '',

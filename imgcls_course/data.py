@@ -1,4 +1,4 @@
-"""The course's datasets, offline: a synthetic Oxford-Pets look-alike with ground-truth boxes, the real photos that ship with scikit-image and scikit-learn, and the real Pets for learners with internet.
+"""The course's data, offline: synthetic pets with their boxes, and real photos from scikit-image and scikit-learn.
 
 Docs: https://imgcls-course.github.io/imgcls-course/data.html.md"""
 
@@ -27,12 +27,15 @@ BREEDS = {
     'Ragdoll':      dict(rgb=(232,226,214),pattern='points',  prgb=(90,88,112), ears='pointy', aspect=1.5, head=0.90),
     'Russian_Blue': dict(rgb=(118,128,150),pattern='solid',   prgb=(0,0,0),     ears='pointy', aspect=1.6, head=0.80),
     'Siamese':      dict(rgb=(240,232,210),pattern='points',  prgb=(50,35,30),  ears='pointy', aspect=1.8, head=0.72),
-    'american_pit_bull_terrier':  dict(rgb=(150,110,80), pattern='stripes', prgb=(80,55,40), ears='floppy', aspect=1.45, head=0.95),
+    'american_pit_bull_terrier':  dict(rgb=(150,110,80), pattern='stripes', prgb=(80,55,40), ears='floppy',
+                                       aspect=1.45, head=0.95),
     'beagle':       dict(rgb=(240,240,235),pattern='patches', prgb=(150,90,40), ears='floppy', aspect=1.5, head=0.85),
     'boxer':        dict(rgb=(190,120,60), pattern='mask',    prgb=(45,35,30),  ears='floppy', aspect=1.4, head=0.90),
     'pug':          dict(rgb=(222,196,150),pattern='mask',    prgb=(40,35,30),  ears='floppy', aspect=1.2, head=1.10),
-    'samoyed':      dict(rgb=(250,250,250),pattern='solid',   prgb=(0,0,0),     ears='pointy_dog', aspect=1.3, head=0.90),
-    'staffordshire_bull_terrier': dict(rgb=(144,104,82), pattern='stripes', prgb=(86,60,46), ears='floppy', aspect=1.35, head=1.05),
+    'samoyed':      dict(rgb=(250,250,250),pattern='solid',   prgb=(0,0,0),     ears='pointy_dog',
+                         aspect=1.3, head=0.90),
+    'staffordshire_bull_terrier': dict(rgb=(144,104,82), pattern='stripes', prgb=(86,60,46), ears='floppy',
+                                       aspect=1.35, head=1.05),
 }
 LOOKALIKES = [('Birman','Ragdoll'), ('american_pit_bull_terrier','staffordshire_bull_terrier')]
 PETS_RE = r'^(.+)_\d+\.jpg$'
@@ -123,14 +126,18 @@ def _draw_pet(spec, W, rng):
     return col, m.filter(ImageFilter.GaussianBlur(0.6))
 
 # %% ../nbs/00_data.ipynb #fa937467
+def _check_placement(placement):
+    if placement not in ('centre', 'anywhere'):
+        raise ValueError(f"placement must be 'centre' or 'anywhere', not {placement!r}")
+
 def make_pet_image(breed:str, # a key of `BREEDS`
                    seed:int=42, # dataset seed
                    i:int=0, # image index; with `seed`, fixes every random choice
-                   placement:str='centre', # 'centre': inside the central square; 'anywhere': a smaller pet anywhere in a square frame
+                   placement:str='centre', # 'centre': in the central square; 'anywhere': smaller, in a square frame
                   )->tuple: # (PIL image, ground-truth box `(x0,y0,x1,y1)` in pixels)
     "Draw one synthetic pet of `breed` on a cluttered background."
     if breed not in BREEDS: raise KeyError(f"Unknown breed {breed!r}; choose one of {sorted(BREEDS)}")
-    if placement not in ('centre', 'anywhere'): raise ValueError(f"placement must be 'centre' or 'anywhere', not {placement!r}")
+    _check_placement(placement)
     rng = np.random.default_rng([seed, i])   # the same draws in the same order for both placements
     long, ar = rng.uniform(180, 560), math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
     w, h = (int(long), int(long/ar)) if ar>=1 else (int(long*ar), int(long))
@@ -159,7 +166,7 @@ def atomic_path(dest, # the file to write
     "A temporary path beside `dest`, renamed to `dest` only if the block succeeds."
     dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix='.tmp', dir=dest.parent); os.close(fd)
-    umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private: use normal permissions
+    umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o666 & ~umask)   # mkstemp's file is private: undo that
     try:
         yield Path(tmp)
         os.replace(tmp, dest)
@@ -168,7 +175,7 @@ def atomic_path(dest, # the file to write
 # %% ../nbs/00_data.ipynb #767849b6
 @contextmanager
 def quiet_fastai():
-    "Silence the `torch.jit.script` deprecation warning that importing fastai raises on recent PyTorch."
+    "Silence the `torch.jit.script` warning that importing fastai raises."   # deprecated in recent PyTorch
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', category=FutureWarning)
         yield
@@ -181,7 +188,7 @@ def make_pets(dest, # folder to create; must not exist yet
               show_progress:bool=True,
               placement:str='centre', # where the pets sit: see `make_pet_image`
              )->Path:
-    "Generate the synthetic pets into `dest/images` with their boxes in `dest/boxes.csv`."
+    "Draw the synthetic pets into `dest/images`, and their boxes into `dest/boxes.csv`."
     dest, breeds = Path(dest), listify(breeds) or list(BREEDS)
     if dest.exists(): raise FileExistsError(f"{dest} exists already; pick a new folder")
     if n < len(breeds): raise ValueError(f"n={n} is fewer than one image per breed ({len(breeds)} breeds)")
@@ -212,14 +219,16 @@ def make_pets(dest, # folder to create; must not exist yet
 def pets_path(n:int=1000, # number of images
               seed:int=42, # dataset seed
               show_progress:bool=True, # show a progress bar while generating (first use only)
-              placement:str='centre', # where the pets sit: 'centre' (the course's default) or 'anywhere' (see `make_pet_image`)
-             )->Path:
-    "Path of the cached synthetic pets (made on first use); images are in `pets_path()/'images'`."
-    if placement not in ('centre', 'anywhere'): raise ValueError(f"placement must be 'centre' or 'anywhere', not {placement!r}")
-    dest = cache_dir()/(f'synthetic_pets_v{DATA_VERSION}_n{n}_s{seed}' + ('' if placement == 'centre' else f'_{placement}'))
+              placement:str='centre', # where the pets sit: 'centre' (the default) or 'anywhere' (`make_pet_image`)
+             )->Path: # the folder: images in `images/`, boxes in `boxes.csv`
+    "Path of the cached synthetic pets, made on first use."
+    _check_placement(placement)
+    dest = cache_dir()/(f'synthetic_pets_v{DATA_VERSION}_n{n}_s{seed}'
+                        + ('' if placement == 'centre' else f'_{placement}'))
     if not (dest/'boxes.csv').exists():
         with FileLock(dest.parent/f'.{dest.name}.lock'):   # notebooks tested in parallel all ask for it at once
-            if not (dest/'boxes.csv').exists(): make_pets(dest, n=n, seed=seed, show_progress=show_progress, placement=placement)
+            if not (dest/'boxes.csv').exists():
+                make_pets(dest, n=n, seed=seed, show_progress=show_progress, placement=placement)
     return dest
 
 # %% ../nbs/00_data.ipynb #8afcaef0
@@ -273,7 +282,7 @@ def real_photos_path()->Path:
 
 # %% ../nbs/00_data.ipynb #ed1ae0ba
 def oxford_pets_path()->Path:
-    "Download (once) and return the real Oxford-IIIT Pets dataset folder; needs internet."
+    "The real Oxford-IIIT Pets, downloaded once (needs internet)."
     from fastai.data.external import untar_data, URLs
     try: return untar_data(URLs.PETS)
     except Exception as e:

@@ -1,4 +1,4 @@
-"""Data-parallel training with fastai's `distrib_ctx` and Hugging Face Accelerate, on several GPUs or, here, on 2 CPU processes that talk through PyTorch's gloo backend: what fastai 2.8.12 needs to run on a CPU, a check that each process trains on its own shard, and how close its metric comes to one process's over several seeds.
+"""Data-parallel training with fastai on GPUs or, here, on 2 CPU processes over gloo, checked against one process.
 
 Docs: https://imgcls-course.github.io/imgcls-course/distributed.html.md"""
 
@@ -26,7 +26,7 @@ from fastai.layers import ConvLayer, Flatten
 
 # %% ../nbs/71_distributed.ipynb #17b27998
 class GlooDistributedDL(DistributedDL):
-    "fastai's `DistributedDL`, broadcasting the item order on the CPU when the backend is gloo."
+    "fastai's `DistributedDL`, broadcasting the item order on the CPU under gloo."
     def _broadcast(self, t, rank):
         if dist.get_backend() == 'nccl': return super()._broadcast(t, rank)
         t = torch.tensor(t, dtype=torch.long)
@@ -35,7 +35,7 @@ class GlooDistributedDL(DistributedDL):
 
 # %% ../nbs/71_distributed.ipynb #078000a1
 class CPUDistributedTrainer(DistributedTrainer):
-    "fastai's `DistributedTrainer` for CPU processes: Accelerate told `cpu=True`, no `SyncBatchNorm`, `GlooDistributedDL`."
+    "fastai's `DistributedTrainer` for CPU processes."   # Accelerate's `cpu=True`, no `SyncBatchNorm`, gloo
     def __init__(self, **kwargs): super().__init__(sync_bn=False, cpu=True, **kwargs)
     def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else GlooDistributedDL(dl, device='cpu')
 
@@ -43,7 +43,7 @@ class CPUDistributedTrainer(DistributedTrainer):
 @contextmanager
 def distrib_ctx_cpu(learn:Learner, # the learner to train in several CPU processes
                     **kwargs): # passed to `Accelerator`
-    "`learn.distrib_ctx()` for CPU processes (gloo): a no-op when the launcher started a single process."
+    "`learn.distrib_ctx()` for CPU processes (gloo); a no-op in a single process."
     if num_distrib() <= 1: yield learn; return
     cb = CPUDistributedTrainer(**kwargs)
     learn.add_cb(cb)
@@ -62,7 +62,7 @@ def auto_distrib_ctx(learn:Learner, # the learner
 
 # %% ../nbs/71_distributed.ipynb #eb5ea705
 class ItemLog:
-    "A `get_x` that returns its item unchanged and records its name under the current `tag`."
+    "A `get_x` that passes its item on, recording its name under the current `tag`."
     def __init__(self): self.tag, self.seen = None, {}
     def __call__(self, o):
         if self.tag is not None: self.seen.setdefault(self.tag, []).append(getattr(o, 'name', str(o)))
@@ -93,7 +93,7 @@ def shard_dls(files:list, # the image files
               size:int=32, # final image size
               bs:int=32, # global batch size, split between the processes
               seed:int=42):
-    "Fastbook's pets `DataLoaders` on `files`, with a per-process batch of `bs // world size`."
+    "The pets' `DataLoaders` on `files`, each process taking batches of `bs // world size`."
     ws = max(1, num_distrib())
     if bs % ws: raise ValueError(f"The batch size {bs} is not a multiple of the number of processes {ws}")
     dblock = presized_dblock(using_attr(RegexLabeller(PETS_RE), 'name'), RandomSplitter(0.2, seed=seed), size,
@@ -116,7 +116,7 @@ class _ModelType(Callback):
 def train_shards(out:Path, # folder for `rank{r}.json`
                  n_per_breed:int=40, size:int=32, bs:int=32, epochs:int=8, lr:float=3e-2, seed:int=42,
                 )->dict: # what this rank measured (also written to `out`)
-    "Train `tiny_cnn` on `pets_subset(n_per_breed)` with one-cycle, in this process, distributed if launched so."
+    "Train `tiny_cnn` on `pets_subset(n_per_breed)` with one-cycle, distributed if launched so."
     t0 = time.time()
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     log = ItemLog()
@@ -148,7 +148,8 @@ def launch_cmd(nproc:int, # number of processes
                port:int=None, # rendezvous port (default: a free one)
               )->list:
     "The command that runs `python -m imgcls_course.distributed` in `nproc` processes."
-    if launcher not in ('torchrun', 'accelerate'): raise ValueError(f"Unknown launcher {launcher!r}: use 'torchrun' or 'accelerate'")
+    if launcher not in ('torchrun', 'accelerate'):
+        raise ValueError(f"Unknown launcher {launcher!r}: use 'torchrun' or 'accelerate'")
     py, port = sys.executable, port or free_port()
     if nproc == 1: return [py, '-m', 'imgcls_course.distributed']
     if launcher == 'torchrun':
@@ -170,7 +171,8 @@ def launch(nproc:int, # number of processes
     args = ['--out', str(out)] + [a for k, v in kwargs.items() for a in (f'--{k}', str(v))]
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONWARNINGS': 'ignore'}
     p = subprocess.run(launch_cmd(nproc, launcher) + args, env=env, capture_output=True, text=True, timeout=timeout)
-    if p.returncode: raise RuntimeError(f"{launcher} with {nproc} processes failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    if p.returncode:
+        raise RuntimeError(f"{launcher} with {nproc} processes failed ({p.returncode}):\n{p.stderr[-3000:]}")
     res = [json.loads(f.read_text()) for f in sorted(out.glob('rank*.json'))]
     if len(res) != nproc: raise RuntimeError(f"Expected {nproc} results, found {len(res)} in {out}")
     return res

@@ -1,4 +1,4 @@
-"""Comparing two training recipes: repeat over seeds, pair the runs, and answer two questions apart: is one better on average, and would one more run flip it?
+"""Comparing two training recipes over seeds: is one better on average, and would one more run flip it?
 
 Docs: https://imgcls-course.github.io/imgcls-course/evidence.html.md"""
 
@@ -29,8 +29,8 @@ def over_seeds(f, # `f(seed)` returns a dict of results, or a list of dicts (one
 # %% ../nbs/02_evidence.ipynb #7f854906
 def spread(x, # one number per seed (NaNs are left out)
            digits:int=3, # decimals
-          )->str:
-    "Mean ± standard deviation over seeds, and the range: '0.548 ± 0.052 (0.457 to 0.618)'."
+          )->str: # e.g. '0.548 ± 0.052 (0.457 to 0.618)'
+    "Mean ± standard deviation over seeds, and the range."
     x = np.asarray(x, dtype=float); x = x[~np.isnan(x)]
     if len(x) == 0: return '–'
     if len(x) == 1: return f"{x[0]:.{digits}f} (one seed)"
@@ -53,9 +53,10 @@ def paired_gap(a, # one result per seed: a `pd.Series` indexed by seed, or a seq
                b, # the result it is compared with, for the same seeds
                k:float=2, # how many standard errors (on average) or standard deviations (clear) from zero
                min_seeds:int=5, # fewer seeds than this get no verdict
-              )->dict:
-    "The per-seed gap `a - b`: mean, standard error, standard deviation, seeds up/down/tied, and a verdict."
-    d = (a - b) if isinstance(a, pd.Series) and isinstance(b, pd.Series) else pd.Series(np.asarray(a, float) - np.asarray(b, float))
+              )->dict: # mean, se, std, min, max, n, seeds up, down and tied, verdict
+    "The per-seed gap `a - b`, its spread, and a verdict."
+    if isinstance(a, pd.Series) and isinstance(b, pd.Series): d = a - b   # aligned by seed
+    else: d = pd.Series(np.asarray(a, float) - np.asarray(b, float))
     if d.isna().any(): raise ValueError(f"a and b do not cover the same seeds: {d.index[d.isna()].tolist()}")
     n, mean = len(d), d.mean()
     std = d.std(ddof=1) if n > 1 else np.nan
@@ -72,13 +73,14 @@ def gap_table(pairs:dict, # `{name: (a, b)}`: per-seed results to compare as `a 
               **kwargs, # passed to `paired_gap`
              )->pd.DataFrame:
     "One `paired_gap` per row."
-    return pd.DataFrame.from_dict({k: paired_gap(a, b, **kwargs) for k, (a, b) in pairs.items()}, orient='index').round(digits)
+    gaps = {k: paired_gap(a, b, **kwargs) for k, (a, b) in pairs.items()}
+    return pd.DataFrame.from_dict(gaps, orient='index').round(digits)
 
 # %% ../nbs/02_evidence.ipynb #4d9b0ff6
 def gap_text(g:dict, # a `paired_gap` result (or a row of `gap_table`)
              digits:int=3, # decimals
-            )->str:
-    "A paired gap in one phrase: '+0.019 ± 0.014 (s.e. 0.004), 9 up / 1 down / 0 tied: on average'."
+            )->str: # e.g. '+0.019 ± 0.014 (s.e. 0.004), 9 up / 1 down / 0 tied: on average'
+    "A paired gap in one phrase."
     sd = f" ± {g['std']:.{digits}f} (s.e. {g['se']:.{digits}f})" if np.isfinite(g['std']) else ''
     return f"{g['mean']:+.{digits}f}{sd}, {g['up']} up / {g['down']} down / {g['tied']} tied: {g['verdict']}"
 
@@ -89,18 +91,20 @@ def paired_bootstrap(a, # a score per item (e.g. 1 if model A got the image righ
                      n_resamples:int=2000, # bootstrap draws
                      seed:int=0, # seeds the draws
                     )->tuple: # (mean of `a - b`, low, high)
-    "Mean of `a - b` over items and its percentile bootstrap interval, each item's pair drawn together."
+    "Mean of `a - b` over items, and its percentile bootstrap interval."
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.shape != b.shape or a.ndim != 1: raise ValueError(f"a and b must be 1-D and of the same length: {a.shape} vs {b.shape}")
-    ci = bootstrap((a, b), lambda a, b, axis: a.mean(axis) - b.mean(axis), paired=True, vectorized=True, confidence_level=level,
-                   n_resamples=n_resamples, method='percentile', rng=np.random.default_rng(seed)).confidence_interval
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"a and b must be 1-D and of the same length: {a.shape} vs {b.shape}")
+    ci = bootstrap((a, b), lambda a, b, axis: a.mean(axis) - b.mean(axis), paired=True,   # each item's pair together
+                   vectorized=True, confidence_level=level, n_resamples=n_resamples, method='percentile',
+                   rng=np.random.default_rng(seed)).confidence_interval
     return (a - b).mean(), ci.low, ci.high
 
 # %% ../nbs/02_evidence.ipynb #0deedeaa
 def claim_verdict(g:dict, # a `paired_gap` result for the difference the claim is about
                   direction:int=1, # +1: the claim says the difference is positive; -1: negative
-                 )->str:
-    "'held', 'held on average', 'not separable', 'reversed on average', 'reversed' or 'too few seeds'."
+                 )->str: # 'held' or 'reversed' (either 'on average'), 'not separable' or 'too few seeds'
+    "Whether a claim held, by the `paired_gap` of the difference it is about."
     if direction not in (1, -1): raise ValueError(f"direction must be 1 or -1, got {direction}")
     v = g['verdict']
     if v in ('not separable', 'too few seeds'): return v
@@ -113,7 +117,8 @@ def claim_row(claim:str, # the claim, in words
              )->dict:
     "One row of a 'which claims held' table."
     return {'claim': claim, 'paired gap (mean ± SD)': f"{g['mean']:+.3f} ± {g['std']:.3f}", 's.e.': f"{g['se']:.3f}",
-            'seeds up / down / tied': f"{g['up']} / {g['down']} / {g['tied']}", 'held?': claim_verdict(g, direction), 'note': note}
+            'seeds up / down / tied': f"{g['up']} / {g['down']} / {g['tied']}",
+            'held?': claim_verdict(g, direction), 'note': note}
 
 # %% ../nbs/02_evidence.ipynb #51790839
 class _Cells(HTMLParser):
@@ -134,7 +139,8 @@ def stored_table(nb, # a notebook file
     cells = json.loads(Path(nb).read_text())['cells']
     cell = next((c for c in cells if c.get('id') == cell_id), None)
     if cell is None: raise ValueError(f"{nb} has no cell {cell_id!r}")
-    html = next((''.join(o['data']['text/html']) for o in cell.get('outputs', []) if 'text/html' in o.get('data', {})), None)
+    html = next((''.join(o['data']['text/html']) for o in cell.get('outputs', [])
+                 if 'text/html' in o.get('data', {})), None)
     if html is None: raise ValueError(f"cell {cell_id!r} of {nb} stored no table: run the notebook with --save first")
     p = _Cells(); p.feed(html)
     rows = [r for r in p.rows if r]

@@ -1,4 +1,4 @@
-"""The geometry of presizing's batch step in full, what fastai's pipeline actually does, and how close each pipeline comes to an ideal resample, and how fast.
+"""The geometry of presizing's batch step, what fastai's pipeline does, and each pipeline's fidelity and speed.
 
 Docs: https://imgcls-course.github.io/imgcls-course/presizing_fidelity.html.md"""
 

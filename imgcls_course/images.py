@@ -1,4 +1,4 @@
-"""Open every readable image file (grayscale, transparent, palette, CMYK, 16-bit, one pixel) as 8-bit RGB, and name the file of every one that cannot be read.
+"""Open any readable image file as 8-bit RGB, and name each file that cannot be read.
 
 Docs: https://imgcls-course.github.io/imgcls-course/images.html.md"""
 
@@ -34,7 +34,7 @@ def _to_8bit(im):
 def open_rgb(fn, # an image file
              max_pixels:int=MAX_PIXELS, # refuse images with more pixels than this (decompression bombs)
              bg=(255,255,255), # colour put behind transparent pixels
-             draft:int=None, # decode a JPEG at a reduced scale that still covers `draft` px per side (PIL's `draft`); None: full size
+             draft:int=None, # decode a JPEG scaled down to `draft` px a side or more (PIL's `draft`); None: full size
             )->Image.Image:
     "Open any image file as an 8-bit RGB PIL image, or raise `ImageReadError` naming the file."
     try:

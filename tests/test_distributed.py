@@ -5,6 +5,7 @@ warnings.filterwarnings('ignore', message=r'`torch.jit.script` is deprecated', c
 from fastai.data.load import DataLoader
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.vision.all import Learner, error_rate
+from conftest import case
 from imgcls_course.distributed import (GlooDistributedDL, CPUDistributedTrainer, distrib_ctx_cpu, auto_distrib_ctx,
                                        ItemLog, pets_subset, shard_dls, tiny_cnn, launch, launch_cmd,
                                        free_port)
@@ -14,15 +15,17 @@ from imgcls_course.distributed import (GlooDistributedDL, CPUDistributedTrainer,
 class _IdentityBroadcast(GlooDistributedDL):
     def _broadcast(self, t, rank): return t
 
-@pytest.mark.parametrize('n,ws', [(10, 2), (10, 3), (12, 4), (7, 2), (5, 5), (3, 4)])
-def test_shards_disjoint_and_cover(n, ws):
-    dl = DataLoader(list(range(n)), bs=2)
-    shards = [_IdentityBroadcast(dl, rank=r, world_size=ws).get_idxs() for r in range(ws)]
-    padded = math.ceil(n/ws)*ws
-    assert [len(s) for s in shards] == [padded//ws]*ws
-    assert set().union(*map(set, shards)) == set(range(n))                   # cover
-    assert sum(map(len, shards)) - n == padded - n                           # only the padding repeats
-    if n % ws == 0: assert all(not set(a) & set(b) for i, a in enumerate(shards) for b in shards[i+1:])
+def test_shards_disjoint_and_cover():
+    "Items over world sizes: shards of equal length that cover every item, apart except for the padding."
+    for n, ws in [(10, 2), (10, 3), (12, 4), (7, 2), (5, 5), (3, 4)]:
+        with case(items=n, world_size=ws):
+            dl = DataLoader(list(range(n)), bs=2)
+            shards = [_IdentityBroadcast(dl, rank=r, world_size=ws).get_idxs() for r in range(ws)]
+            padded = math.ceil(n/ws)*ws
+            assert [len(s) for s in shards] == [padded//ws]*ws
+            assert set().union(*map(set, shards)) == set(range(n))                   # cover
+            assert sum(map(len, shards)) - n == padded - n                           # only the padding repeats
+            if n % ws == 0: assert all(not set(a) & set(b) for i, a in enumerate(shards) for b in shards[i+1:])
 
 @pytest.fixture
 def gloo_world_of_one():
@@ -37,7 +40,8 @@ def test_broadcast_on_cpu(gloo_world_of_one):
     assert gdl._broadcast([3, 1, 2], 0) == [3, 1, 2]
     assert sorted(gdl.get_idxs()) == list(range(6))
     if not torch.cuda.is_available():   # what we fixed: fastai's own broadcast moves the tensor to CUDA
-        with pytest.raises((RuntimeError, AssertionError)): DistributedDL(dl, rank=0, world_size=1, device='cpu')._broadcast([1], 0)
+        with pytest.raises((RuntimeError, AssertionError)):
+            DistributedDL(dl, rank=0, world_size=1, device='cpu')._broadcast([1], 0)
 
 def _learner(n=12):
     dls = shard_dls(pets_subset(2), size=16, bs=4)
@@ -121,8 +125,9 @@ def test_ranks_agree(runs):
 
 @pytest.mark.slow
 def test_same_metric_within_noise(runs):
-    """A bound, not an order: over 5 seeds (71_distributed, slow cells) 2 minus 1 process gave error rates -0.125 to +0.042
-    and validation losses -0.161 to +0.014 (48 images); errors 0.06-0.25. The bounds below are about twice those."""
+    """A bound, not an order: over 5 seeds (71_distributed, slow cells) 2 minus 1 process gave error rates -0.125
+    to +0.042 and validation losses -0.161 to +0.014 (48 images); errors 0.06-0.25. The bounds below are about twice
+    those."""
     one, two = runs
     (l1, e1), (l2, e2), n = one[0]['validate'], two[0]['validate'], len(one[0]['valid_items'])
     assert e1 < 0.5 and e2 < 0.5, (e1, e2)             # both learnt (chance is 5/6)

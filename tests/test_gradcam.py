@@ -1,5 +1,7 @@
-"Grad-CAM: equal to pytorch-grad-cam (Grad-CAM, HiResCAM, LayerCAM, Grad-CAM++, contrastive targets, a ViT through reshape_transform), batch invariance, no leaks, CAM equivalence, bad inputs, overlay colours, localisation metrics."
-import ast, gc, warnings
+("Grad-CAM (`gradcam`): equal to pytorch-grad-cam (Grad-CAM, HiResCAM, LayerCAM, Grad-CAM++, contrastive targets, "
+ "a ViT through reshape_transform), batch invariance, no leaks, CAM equivalence, bad inputs, overlay colours; "
+ "its evaluation (`cam_eval`): localisation metrics, where a cell sits, deletion scores.")
+import ast, gc, inspect, warnings
 import numpy as np, pytest, torch, torch.nn as nn
 from torch.testing import assert_close
 from PIL import Image, ImageDraw
@@ -10,11 +12,11 @@ from pytorch_grad_cam.utils.image import show_cam_on_image
 from pytorch_grad_cam.metrics.perturbation_confidence import (PerturbationConfidenceMetric, RemoveMostRelevantFirst,
                                                                RemoveLeastRelevantFirst, AveragerAcrossThresholds)
 from imgcls_course.models import efficientnet_lite0, imagenet_tensor
-import imgcls_course.gradcam
+import imgcls_course.gradcam, imgcls_course.cam_eval
 from imgcls_course.gradcam import (grad_cam, normalize_cam, overlay, last_spatial_layer, class_activation_map, Hook,
-                                   cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores,
-                                   localisation_per_image, pets_localisation, center_crop, box_in_crop,
-                                   deletion_score, random_map)
+                                   centre_crop)
+from imgcls_course.cam_eval import (cam_box, box_iou, pointing_hit, energy_ratio, localisation_scores,
+                                    localisation_per_image, pets_localisation, box_in_crop, deletion_score, random_map)
 
 
 @pytest.fixture(scope='module')
@@ -151,7 +153,8 @@ def test_bad_inputs(models):
 def test_cam_equals_grad_cam_for_gap_linear(seed):
     "The Grad-CAM paper's proof, by test: conv -> GAP -> linear, alpha_k = w_k/Z."
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 5)).eval()
     x = _x(seed, 3, 32, 40); t = torch.randint(0, 5, (3,))
     with torch.no_grad(), Hook(model[3]) as h: model(x); act = h.stored
@@ -221,7 +224,8 @@ def test_localisation_scores_perfect_and_blind():
 def test_localisation_per_image_matches_scores():
     rng = np.random.default_rng(0)
     cams = normalize_cam(torch.from_numpy(rng.random((20, 4, 4)).astype(np.float32)), (32, 32)).numpy()
-    boxes = [tuple(float(v) for v in np.sort(rng.uniform(0, 32, (2, 2)), 0).T.reshape(-1)[[0, 2, 1, 3]]) for _ in range(20)]
+    boxes = [tuple(float(v) for v in np.sort(rng.uniform(0, 32, (2, 2)), 0).T.reshape(-1)[[0, 2, 1, 3]])
+             for _ in range(20)]
     correct = rng.random(20) < 0.7
     per, s = localisation_per_image(cams, boxes), localisation_scores(cams, boxes, correct)
     assert s['pointing game %'] == pytest.approx(100*per['hit'].mean())
@@ -239,52 +243,71 @@ def test_pets_localisation_on_a_small_model():
     files = sorted((path/'images').glob('*.jpg'))[:6]
     vocab = sorted({f.name.rsplit('_', 1)[0] for f in files})
     torch.manual_seed(0)
-    body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=4, padding=1), nn.BatchNorm2d(16))
+    body = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.ReLU(),
+                         nn.Conv2d(8, 16, 3, stride=4, padding=1), nn.BatchNorm2d(16))
     model = nn.Sequential(body, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, len(vocab)))).eval()
     learn = SimpleNamespace(model=model, dls=SimpleNamespace(valid=SimpleNamespace(items=files), vocab=vocab))
     r = pets_localisation(learn, boxes, size=64, bs=4)
     assert r['cams'].shape == (6, 64, 64) and r['x'].shape == (6, 3, 64, 64)
     assert [vocab[int(i)] for i in r['y']] == [f.name.rsplit('_', 1)[0] for f in files]
     for f, im, b, x in zip(files, r['images'], r['boxes'], r['x']):
-        crop, cr = center_crop(Image.open(f), 64)
+        crop, cr = centre_crop(Image.open(f), 64)
         np.testing.assert_array_equal(np.asarray(im), np.asarray(crop))   # the picture shown is the crop
         assert b == box_in_crop(boxes[f.name], cr, 64), (b, boxes[f.name], cr)
         assert all(0 <= v <= 64 for v in b), b
-        assert_close(x, imagenet_tensor(Image.open(f), 64)[0], rtol=0, atol=1e-6)   # the model gets imagenet_tensor's input
+        # the model gets imagenet_tensor's input
+        assert_close(x, imagenet_tensor(Image.open(f), 64)[0], rtol=0, atol=1e-6)
     with torch.no_grad(): assert torch.equal(r['pred'], model(r['x']).argmax(1))
-    assert_close(r['cams'], grad_cam(model, r['x'], r['y'], layer=body[-1]), rtol=0, atol=1e-5)   # last spatial layer: the body's bn
+    # last spatial layer: the body's bn
+    assert_close(r['cams'], grad_cam(model, r['x'], r['y'], layer=body[-1]), rtol=0, atol=1e-5)
     r2 = pets_localisation(learn, boxes, size=64, bs=4, method='layercam')
     assert_close(r2['cams'], grad_cam(model, r['x'], r['y'], layer=body[-1], method='layercam'), rtol=0, atol=1e-5)
     assert (r2['cams'] - r['cams']).abs().max() > 1e-3                # the method reaches the maps
+    r3 = pets_localisation(learn, boxes, size=64, bs=4, align=True)   # each cell at its receptive field's centre
+    assert_close(r3['cams'], aligned_cam(model, r['x'], r['y'], layer=body[-1]), rtol=0, atol=1e-5)
+    assert (r3['cams'] - r['cams']).abs().max() > 1e-3
 
 @pytest.mark.parametrize('W,H,size,box', [(300, 200, 100, (80, 20, 140, 180)), (173, 251, 64, (10, 60, 150, 200)),
                                           (251, 173, 128, (0, 0, 120, 90)), (200, 300, 50, (20, 10, 180, 290))])
 def test_box_in_crop_follows_the_pixels(W, H, size, box):
-    "A white box drawn on the photo lands where `box_in_crop` says, after `center_crop` (within a pixel: bilinear edges)."
+    ("A white box drawn on the photo lands where `box_in_crop` says, after `centre_crop` "
+     "(within a pixel: bilinear edges).")
     img = Image.new('L', (W, H)); ImageDraw.Draw(img).rectangle([box[0], box[1], box[2]-1, box[3]-1], fill=255)
-    crop, cr = center_crop(img, size)
+    crop, cr = centre_crop(img, size)
     white = np.asarray(crop)[..., 0] >= 128
     ys, xs = np.nonzero(white)
     seen = torch.tensor([xs.min(), ys.min(), xs.max()+1, ys.max()+1], dtype=torch.float64)
     assert_close(seen, torch.tensor(box_in_crop(box, cr, size), dtype=torch.float64), rtol=0, atol=1.0)
 
 def test_center_crop_is_what_imagenet_tensor_feeds():
-    "`center_crop`'s pixels, normalised, are `imagenet_tensor`'s input (odd and even margins, landscape and portrait)."
+    "`centre_crop`'s pixels, normalised, are `imagenet_tensor`'s input (odd and even margins, landscape and portrait)."
     rng = np.random.default_rng(0)
     for W, H in [(301, 200), (200, 301), (256, 255), (97, 97)]:
         img = Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
-        crop, _ = center_crop(img, 56)
+        crop, _ = centre_crop(img, 56)
         ours = imagenet_tensor(crop, 56)                               # already 56 x 56: normalised only
         assert_close(ours, imagenet_tensor(img, 56), rtol=0, atol=1e-6)
         mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
         ref = (np.asarray(crop)/255 - mean)/std                        # the ImageNet normalisation, by hand
         assert_close(ours[0], torch.from_numpy(ref).permute(2, 0, 1).float(), rtol=0, atol=1e-5)
 
-def test_no_warning_filter_at_import():
-    "No module-level call of `warnings` in gradcam: importing it changes no warning filter (silence locally instead)."
-    tree = ast.parse(open(imgcls_course.gradcam.__file__).read())
+@pytest.mark.parametrize('mod', [imgcls_course.gradcam, imgcls_course.cam_eval])
+def test_no_warning_filter_at_import(mod):
+    ("No module-level call of `warnings` in gradcam or cam_eval: importing it changes no warning filter "
+     "(silence locally instead).")
+    tree = ast.parse(open(mod.__file__).read())
     calls = [ast.unparse(n.value.func) for n in tree.body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)]
     assert not [c for c in calls if c.startswith('warnings.')], calls
+
+def test_the_method_does_not_depend_on_its_evaluation():
+    ("`gradcam` (the method) imports nothing from `cam_eval` (its evaluation), and `grad_cam` has no `align=`: "
+     "aligned maps are `cam_eval.aligned_cam`.")
+    tree = ast.parse(open(imgcls_course.gradcam.__file__).read())
+    mods = [n.module or '' for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)] + \
+           [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    assert not [m for m in mods if 'cam_eval' in m], mods
+    assert 'align' not in inspect.signature(grad_cam).parameters
+    assert not hasattr(imgcls_course.gradcam, 'cell_grid') and not hasattr(imgcls_course.gradcam, 'pets_localisation')
 
 
 # --- contrastive maps, more methods, transformers (issue 14, items 2, 3, 5)
@@ -329,7 +352,8 @@ def test_contrast_equals_reference_callable_target(models, method, name, seed):
     ours = grad_cam(model, x, c, layer=layer, contrast=k, method=method)
     ref = _ref_any(REF_CAMS[method], model, layer, x, [lambda o, a=a, b=b: o[a] - o[b] for a, b in zip(c, k)])
     assert_close(ours, ref, rtol=0, atol=1e-4)
-    if method == 'gradcam' and name != 'resnet18':                 # at 64 px resnet18's map is 2x2: too coarse to differ
+    # at 64 px resnet18's map is 2x2: too coarse to differ
+    if method == 'gradcam' and name != 'resnet18':
         plain = grad_cam(model, x, c, layer=layer)
         assert (ours - plain).abs().max() > 0.1, (ours - plain).abs().max()   # the contrast is another question
 
@@ -356,7 +380,8 @@ def test_hirescam_is_gradcam_for_gap_linear():
     x = _x(31, 2, 32, 32)
     assert_close(grad_cam(model, x, [1, 2], layer=model[3], method='hirescam'),
                  grad_cam(model, x, [1, 2], layer=model[3]), rtol=0, atol=1e-5)
-    d = (grad_cam(model, x, [1, 2], layer=model[1], method='hirescam') - grad_cam(model, x, [1, 2], layer=model[1])).abs().max()
+    d = (grad_cam(model, x, [1, 2], layer=model[1], method='hirescam')
+         - grad_cam(model, x, [1, 2], layer=model[1])).abs().max()
     assert d > 0.05, d
 
 @pytest.fixture(scope='module')
@@ -394,26 +419,29 @@ def test_vit_reshape_transform_equals_reference(vit, method, seed):
     ref = _ref_any(REF_CAMS[method], vit, layer, x, t, reshape_transform=lambda a: vit_reshape_transform(a, 4, 4))
     assert ours.shape == (3, 64, 64)
     assert_close(ours, ref, rtol=0, atol=1e-4)
-    con = grad_cam(vit, x, t, layer=layer, method=method, reshape_transform=tokens_to_map, contrast=[(c+1) % 10 for c in t])
+    con = grad_cam(vit, x, t, layer=layer, method=method, reshape_transform=tokens_to_map,
+                   contrast=[(c+1) % 10 for c in t])
     ref_con = _ref_any(REF_CAMS[method], vit, layer, x, [lambda o, a=a: o[a] - o[(a+1) % 10] for a in t],
                        reshape_transform=lambda a: vit_reshape_transform(a, 4, 4))
     assert_close(con, ref_con, rtol=0, atol=1e-4)
     # a wrong reshape (the grid transposed: rows for columns) is caught by the same comparison
-    wrong = grad_cam(vit, x, t, layer=layer, method=method, reshape_transform=lambda a: tokens_to_map(a).transpose(2, 3))
+    wrong = grad_cam(vit, x, t, layer=layer, method=method,
+                     reshape_transform=lambda a: tokens_to_map(a).transpose(2, 3))
     assert (wrong - ref).abs().max() > 1e-2, (wrong - ref).abs().max()
 
 @pytest.fixture(scope='module')
 def swin():
     import timm
     torch.manual_seed(0)
-    return timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, num_classes=5, img_size=112, window_size=7,
-                             embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)).eval()
+    return timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, num_classes=5, img_size=112,
+                             window_size=7, embed_dim=24, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1)).eval()
 
 def _nhwc_to_nchw(t): return t.permute(0, 3, 1, 2)
 
 @pytest.mark.parametrize('method', ['gradcam', 'layercam'])
 def test_swin_channels_last(swin, method):
-    "A tiny Swin (random weights): channels-last outputs get an error naming the permute; with it, equal to the reference."
+    ("A tiny Swin (random weights): channels-last outputs get an error naming the permute; "
+     "with it, equal to the reference.")
     x = _x(60, 2, 112, 112)
     with pytest.raises(ValueError, match=r'channels last.*permute'): last_spatial_layer(swin, x)
     with pytest.raises(ValueError, match=r'channels last.*permute'): grad_cam(swin, x)
@@ -453,8 +481,27 @@ def test_deletion_score_equals_pytorch_grad_cam(models, name, seed, most_relevan
             ours = deletion_score(model, x, cams, t, pcts, most_relevant_first)
             assert_close(ours, torch.from_numpy(ref), rtol=1e-4, atol=1e-4, msg=lambda m: f"{name} {kind} {pcts}: {m}")
 
+@pytest.mark.parametrize('seed', [0, 1])
+def test_half_lerf_minus_morf_is_road_combined(models, seed):
+    ("(LeRF - MoRF)/2 of `deletion_score` is pytorch-grad-cam's `ROADCombined`, "
+     "with its noisy linear imputer swapped for the mean colour.")
+    from unittest import mock
+    import pytorch_grad_cam.metrics.road as road
+    class MeanImputer:
+        def __call__(self, img, mask): return img * mask
+    model, layer = models['lite0']
+    x = _x(210+seed, 2, 64, 64); t = [3, 7]
+    cams = grad_cam(model, x, t, layer=layer)
+    with mock.patch.object(road, 'NoisyLinearImputer', MeanImputer):
+        ref = road.ROADCombined(percentiles=[20, 50, 80])(
+            x, cams.numpy(), [ClassifierOutputTarget(k) for k in t], model)
+    ours = (deletion_score(model, x, cams, t, (20, 50, 80), False)
+            - deletion_score(model, x, cams, t, (20, 50, 80), True))/2
+    assert_close(ours, torch.from_numpy(np.asarray(ref, dtype=np.float32)), rtol=1e-4, atol=1e-4)
+
 def test_deletion_score_removes_the_right_pixels():
-    "A linear model that reads only the right half: MoRF along a left-to-right ramp removes all of its score, LeRF none."
+    ("A linear model that reads only the right half: MoRF along a left-to-right ramp removes all of its score, "
+     "LeRF none.")
     ramp = torch.linspace(0, 1, 16).repeat(16, 1)[None].expand(2, 16, 16)
     lin = nn.Sequential(nn.Flatten(), nn.Linear(3*16*16, 2)).eval()
     with torch.no_grad():
@@ -463,13 +510,14 @@ def test_deletion_score_removes_the_right_pixels():
     assert_close(deletion_score(lin, x, ramp, 0, [50]), torch.full((2,), -3*16*8.))
     assert_close(deletion_score(lin, x, ramp, 0, [50], most_relevant_first=False), torch.zeros(2))
     assert_close(deletion_score(lin, x, ramp, [1, 1], [25, 75]), torch.zeros(2))    # class 1 reads nothing
-    assert_close(deletion_score(lin, x, ramp, None, [50]), deletion_score(lin, x, ramp, 0, [50]))   # None: the predicted class, 0
+    # None: the predicted class, 0
+    assert_close(deletion_score(lin, x, ramp, None, [50]), deletion_score(lin, x, ramp, 0, [50]))
     with pytest.raises(ValueError, match='cams must be'): deletion_score(lin, x, ramp[:1], 0)
     with pytest.raises(IndexError, match='out of range'): deletion_score(lin, x, ramp, 2)
 
 
-# ---- where a cell sits: cell_grid / grid_resize / align= ----
-from imgcls_course.gradcam import cell_grid, grid_resize
+# ---- where a cell sits: cell_grid / grid_resize / aligned_cam (cam_eval) ----
+from imgcls_course.cam_eval import cell_grid, grid_resize, aligned_cam
 import cv2
 
 def _chain(rng):
@@ -485,7 +533,8 @@ def _chain(rng):
 
 @pytest.mark.parametrize('seed', range(12))
 def test_cell_grid_matches_receptive_field_arithmetic(seed):
-    "cell_grid (measured with gradients) equals the receptive-field recurrence computed from kernel, stride and padding."
+    ("cell_grid (measured with gradients) equals the receptive-field recurrence computed from kernel, "
+     "stride and padding.")
     rng = np.random.default_rng(seed); torch.manual_seed(seed)
     net, stride, first = _chain(rng)
     net = nn.Sequential(net, nn.LeakyReLU())   # a leaky last layer: no dead cells at the edge of the field
@@ -497,7 +546,8 @@ def test_cell_grid_matches_receptive_field_arithmetic(seed):
 def test_grid_resize_default_is_cv2_resize(seed):
     "Without a grid, grid_resize is the block-centred bilinear resize that pytorch-grad-cam does with cv2.resize."
     rng = np.random.default_rng(seed)
-    h, w = int(rng.integers(2, 10)), int(rng.integers(2, 10)); H, W = h*int(rng.integers(4, 40)), w*int(rng.integers(4, 40))
+    h, w = int(rng.integers(2, 10)), int(rng.integers(2, 10))
+    H, W = h*int(rng.integers(4, 40)), w*int(rng.integers(4, 40))
     m = torch.from_numpy(rng.random((1, h, w)).astype(np.float32))
     assert_close(grid_resize(m, (H, W))[0].numpy(), cv2.resize(m[0].numpy(), (W, H)), atol=1e-5, rtol=0)
 
@@ -507,18 +557,40 @@ def test_grid_resize_puts_a_cell_where_the_grid_says():
             one = torch.zeros(1, 7, 7); one[0, j, j] = 1
             r = grid_resize(one, (int(7*stride), int(7*stride)), ((stride, first), (stride, first)))[0]
             y, x = divmod(int(r.argmax()), r.shape[1])
-            assert abs(y + 0.5 - (first + stride*j)) <= 0.5 and abs(x + 0.5 - (first + stride*j)) <= 0.5, (stride, first, j, y, x)
+            assert abs(y + 0.5 - (first + stride*j)) <= 0.5 and abs(x + 0.5 - (first + stride*j)) <= 0.5, \
+                (stride, first, j, y, x)
 
-def test_align_false_is_the_reference_and_true_measures(models):
+def test_aligned_cam_measures_its_grid_and_resizes_the_map(models):
     model, layer = models['lite0']
     x = _x(3, 2, 96, 96)
-    assert_close(grad_cam(model, x, [1, 2], layer=layer, align=False), grad_cam(model, x, [1, 2], layer=layer))
     g = cell_grid(model, layer)
     assert g == ((32.0, 0.5), (32.0, 0.5))
-    assert_close(grad_cam(model, x, [1, 2], layer=layer, align=True), grad_cam(model, x, [1, 2], layer=layer, align=g))
+    al = aligned_cam(model, x, [1, 2], layer=layer, grid=g)
+    assert_close(aligned_cam(model, x, [1, 2], layer=layer), al)          # the grid measured on the way
+    assert_close(aligned_cam(model, x, [1, 2]), al)                      # and the layer found
     raw = grad_cam(model, x, [1, 2], layer=layer, upsample=False)
-    assert_close(grad_cam(model, x, [1, 2], layer=layer, align=g), normalize_cam(grid_resize(normalize_cam(raw), (96, 96), g)),
-                 atol=1e-6, rtol=0)
+    assert_close(al, normalize_cam(grid_resize(normalize_cam(raw), (96, 96), g)), atol=1e-6, rtol=0)
+    # with the block-centred grid it is the usual resize, grad_cam's own
+    assert_close(aligned_cam(model, x, [1, 2], layer=layer, grid=((32., 16.), (32., 16.))),
+                 grad_cam(model, x, [1, 2], layer=layer), atol=1e-5, rtol=0)
+    assert (al - grad_cam(model, x, [1, 2], layer=layer)).abs().max() > 0.05
+    con = aligned_cam(model, x, [1, 2], layer=layer, grid=g, contrast=[3, 4], method='layercam')
+    raw = grad_cam(model, x, [1, 2], layer=layer, upsample=False, contrast=[3, 4], method='layercam')
+    # contrast= and method= reach the map
+    assert_close(con, normalize_cam(grid_resize(raw, (96, 96), g)), atol=1e-6, rtol=0)
+
+def test_cell_grid_depends_on_the_padding():
+    ("Symmetric padding: 32j+0.5 (Lite0, ResNet); TensorFlow's 'SAME' padding: 32j+31.5; "
+     "VGG16's unpadded 2x2 pools: the block middle.")
+    import timm
+    from torchvision.models import vgg16
+    torch.manual_seed(0)
+    tf = timm.create_model('tf_efficientnet_lite0', pretrained=False).eval()
+    assert cell_grid(tf, tf.bn2) == ((32.0, 31.5), (32.0, 31.5))
+    vgg = vgg16(weights=None).features.eval()
+    assert cell_grid(vgg, vgg[29]) == ((16.0, 8.0), (16.0, 8.0))    # conv5_3's ReLU, stride 16: 16j + 8
+    # the last pool, stride 32: 32j + 16, the block middle
+    assert cell_grid(vgg, vgg[30]) == ((32.0, 16.0), (32.0, 16.0))
 
 def test_cell_grid_refuses_a_global_layer():
     class Excite(nn.Module):

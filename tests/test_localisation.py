@@ -31,11 +31,13 @@ def _stats(placement, n=96, seed=11):
 def test_anywhere_off_centre():
     sz, bx, c, hit = _stats('anywhere')
     np.testing.assert_array_equal(sz[:, 0], sz[:, 1])   # square frames: the centre crop is the whole image
-    assert (bx[:, :2] >= 0).all() and (bx[:, 2:] <= sz).all() and (bx[:, 2:] > bx[:, :2]).all(), "boxes inside the image"
+    assert (bx[:, :2] >= 0).all() and (bx[:, 2:] <= sz).all() and (bx[:, 2:] > bx[:, :2]).all(), \
+        "boxes inside the image"
     assert c.min() < 0.25 and c.max() > 0.75, f"box centres should reach near the edges: {c.min():.2f} to {c.max():.2f}"
     assert c.std(0).min() > 0.12, f"box centres should spread over the frame: std {c.std(0)}"
     _, _, c0, hit0 = _stats('centre')
-    assert hit < 0.75 and hit0 > 0.9, f"centre prior's pointing game: anywhere {hit:.1%} (want < 75%), centre {hit0:.1%}"
+    assert hit < 0.75 and hit0 > 0.9, \
+        f"centre prior's pointing game: anywhere {hit:.1%} (want < 75%), centre {hit0:.1%}"
 
 def test_make_pets_anywhere():
     with tempfile.TemporaryDirectory() as d:
@@ -85,4 +87,24 @@ def test_bench_out_files(bench):
 
 def test_bench_gap_line_names_the_method(bench):
     df = _fake().replace({'map': {'grad-cam': 'layercam'}})
-    assert bench.gap_line(df, '128 px, last spatial layer').startswith('128 px, last spatial layer: layercam − centre prior')
+    assert bench.gap_line(df, '128 px, last spatial layer').startswith(
+        '128 px, last spatial layer: layercam − centre prior')
+
+def test_bench_align_line(bench):
+    "Aligned minus the usual resize, paired by seed; no line for a setting without an aligned map."
+    df = _fake()
+    al = df[df['map'] == 'grad-cam'].assign(map='grad-cam, aligned')
+    al['pointing game %'] += [2., 3., 4.]*2
+    line = bench.align_line(pd.concat([df, al]), '128 px, last spatial layer')
+    assert line.startswith('128 px, last spatial layer: grad-cam, aligned − usual resize'), line
+    assert '+3.0 ± 1.0' in line and '3 up / 0 down / 0 tied' in line, line
+    assert bench.align_line(df, '128 px, last spatial layer') is None
+
+def test_bench_default_sizes_have_odd_and_even_maps(bench):
+    ("With an even number of cells the aligned grid has a cell on the image centre, "
+     "with an odd number the usual resize has: score both.")
+    for placement in ('anywhere', 'centre'):
+        sides = [s // 32 for s in bench.default_sizes(placement)]
+        assert all(s % 32 == 0 for s in bench.default_sizes(placement))
+        assert any(k % 2 for k in sides) and any(k % 2 == 0 for k in sides), (placement, sides)
+    assert bench.default_sizes('anywhere')[0] == 320   # the main setting, chosen beforehand

@@ -1,12 +1,11 @@
-"""Cross-checks of the practical lesson's modules (signs, cnn_training, dashboard, splits, imbalance, memory,
-small_objects, opencv_baseline) against scikit-learn and torch, on many seeds, plus bad inputs."""
+"""The practical lesson's modules (its parts 50a-50h) against scikit-learn and torch, over seeds, and bad inputs."""
 import numpy as np, pytest, torch, torch.nn as nn
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
 from imgcls_course.interpret import confusion_matrix
 from imgcls_course.models import imagenet_norm
-from imgcls_course.signs import make_signs, shift_images, SIGN_CLASSES, SIGN_FAMILY, _draw_sign
+from imgcls_course.signs import make_signs, shift_images, SIGN_CLASSES, SIGN_FAMILY, draw_sign
 from imgcls_course.cnn_training import sign_cnn, lab_cnn, augment_batch, tensor_dls, train_cnn, predict_probs
 from imgcls_course.dashboard import plot_epochs
 from imgcls_course.splits import group_split, random_split, consecutive_split, stratified_split
@@ -23,54 +22,57 @@ def _imbalanced(seed, n=300, k=6):
     y[:k] = np.arange(k)   # every class present
     return rng.permutation(y)
 
-@pytest.mark.parametrize('seed', range(10))
-def test_class_weights_match_sklearn(seed):
-    y = _imbalanced(seed)
-    np.testing.assert_allclose(class_weights(y).numpy(), compute_class_weight('balanced', classes=np.unique(y), y=y), rtol=1e-6)
+def test_class_weights_match_sklearn():
+    for seed in range(10):
+        y = _imbalanced(seed)
+        want = compute_class_weight('balanced', classes=np.unique(y), y=y)
+        np.testing.assert_allclose(class_weights(y).numpy(), want, rtol=1e-6, err_msg=f'seed {seed}')
 
 def test_class_weights_missing_class():
     with pytest.raises(ValueError, match='no examples'): class_weights([0, 2, 2])
 
-@pytest.mark.parametrize('seed', range(5))
-def test_oversampling_draws_classes_evenly(seed):
-    y = _imbalanced(seed)
-    draws = np.bincount(y[list(oversampling_sampler(y, num_samples=30000, seed=seed))], minlength=6)/30000
-    np.testing.assert_allclose(draws, np.full(6, 1/6), atol=0.015)
-    # reproducible for a given seed
-    assert list(oversampling_sampler(y, seed=seed)) == list(oversampling_sampler(y, seed=seed))
+def test_oversampling_draws_classes_evenly():
+    for seed in range(5):
+        y = _imbalanced(seed)
+        draws = np.bincount(y[list(oversampling_sampler(y, num_samples=30000, seed=seed))], minlength=6)/30000
+        np.testing.assert_allclose(draws, np.full(6, 1/6), atol=0.015, err_msg=f'seed {seed}')
+        # reproducible for a given seed
+        assert list(oversampling_sampler(y, seed=seed)) == list(oversampling_sampler(y, seed=seed)), f'seed {seed}'
 
-@pytest.mark.parametrize('seed', range(10))
-def test_recall_precision_match_sklearn(seed):
-    rng = np.random.default_rng(seed)
-    yt = rng.integers(0, 7, 250)
-    yp = np.where(rng.random(250) < 0.6, yt, rng.integers(0, 7, 250))
-    yp[yp == 6] = 5                                     # class 6 is never predicted: precision undefined -> 0
-    cm = confusion_matrix(yt, yp, 7)                    # the course's one confusion matrix (lesson 40)
-    np.testing.assert_array_equal(cm, sk_confusion_matrix(yt, yp, labels=range(7)))
-    p, r, _, s = precision_recall_fscore_support(yt, yp, labels=range(7), zero_division=0)
-    rp = recall_precision(cm)
-    np.testing.assert_allclose(rp.recall.values, r); np.testing.assert_allclose(rp.precision.values, p)
-    np.testing.assert_array_equal(rp.support.values, s)
+def test_recall_precision_match_sklearn():
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        yt = rng.integers(0, 7, 250)
+        yp = np.where(rng.random(250) < 0.6, yt, rng.integers(0, 7, 250))
+        yp[yp == 6] = 5                                 # class 6 is never predicted: precision undefined -> 0
+        cm = confusion_matrix(yt, yp, 7)                # the course's one confusion matrix (lesson 40)
+        np.testing.assert_array_equal(cm, sk_confusion_matrix(yt, yp, labels=range(7)), err_msg=f'seed {seed}')
+        p, r, _, s = precision_recall_fscore_support(yt, yp, labels=range(7), zero_division=0)
+        rp = recall_precision(cm)
+        np.testing.assert_allclose(rp.recall.values, r, err_msg=f'seed {seed}')
+        np.testing.assert_allclose(rp.precision.values, p, err_msg=f'seed {seed}')
+        np.testing.assert_array_equal(rp.support.values, s, err_msg=f'seed {seed}')
 
-@pytest.mark.parametrize('seed', range(10))
 @pytest.mark.parametrize('pct', [0.2, 0.25])
-def test_stratified_split_matches_sklearn_class_counts(seed, pct):
-    y = _imbalanced(seed, n=200)
-    tr, va = stratified_split(y, pct, seed=seed)
-    assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == len(y)
-    _, sk_va = train_test_split(np.arange(len(y)), test_size=pct, stratify=y, random_state=seed)
-    assert np.abs(np.bincount(y[va], minlength=6) - np.bincount(y[sk_va], minlength=6)).max() <= 1
-    # every class keeps its share within rounding
-    assert np.all(np.abs(np.bincount(y[va], minlength=6) - pct*np.bincount(y, minlength=6)) <= 0.5 + 1e-9)
+def test_stratified_split_matches_sklearn_class_counts(pct):
+    for seed in range(10):
+        y = _imbalanced(seed, n=200)
+        tr, va = stratified_split(y, pct, seed=seed)
+        assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == len(y), f'seed {seed}'
+        _, sk_va = train_test_split(np.arange(len(y)), test_size=pct, stratify=y, random_state=seed)
+        n_va, n_sk = np.bincount(y[va], minlength=6), np.bincount(y[sk_va], minlength=6)
+        assert np.abs(n_va - n_sk).max() <= 1, f'seed {seed}: {n_va} vs sklearn {n_sk}'
+        # every class keeps its share within rounding
+        assert np.all(np.abs(n_va - pct*np.bincount(y, minlength=6)) <= 0.5 + 1e-9), f'seed {seed}: {n_va}'
 
-@pytest.mark.parametrize('seed', range(10))
-def test_group_split_never_shares_a_group(seed):
-    rng = np.random.default_rng(seed)
-    groups = rng.integers(0, 40, 300)
-    tr, va = group_split(groups, 0.25, seed=seed)
-    assert len(np.intersect1d(groups[tr], groups[va])) == 0
-    assert sorted(np.concatenate([tr, va]).tolist()) == list(range(300))
-    assert len(np.unique(groups[va])) == round(0.25*len(np.unique(groups)))
+def test_group_split_never_shares_a_group():
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        groups = rng.integers(0, 40, 300)
+        tr, va = group_split(groups, 0.25, seed=seed)
+        assert len(np.intersect1d(groups[tr], groups[va])) == 0, f'seed {seed}'
+        assert sorted(np.concatenate([tr, va]).tolist()) == list(range(300)), f'seed {seed}'
+        assert len(np.unique(groups[va])) == round(0.25*len(np.unique(groups))), f'seed {seed}'
 
 @pytest.mark.parametrize('f', [lambda: group_split([1, 1, 1]), lambda: group_split([0, 1], valid_pct=1.5),
                                lambda: stratified_split([0, 1], valid_pct=0), lambda: random_split(10, 1.0),
@@ -122,7 +124,8 @@ def test_shift_images_shapes_and_light():
         y = shift_images(x, k); assert y.shape == x.shape and y.dtype == torch.uint8, (k, y.shape, y.dtype)
     xf = x.float()
     torch.testing.assert_close(shift_images(x, 'dark'), (xf*0.4).round().to(torch.uint8), atol=0, rtol=0)
-    torch.testing.assert_close(shift_images(x, 'bright'), (255 - (255 - xf)*0.4).round().to(torch.uint8), atol=0, rtol=0)
+    torch.testing.assert_close(shift_images(x, 'bright'), (255 - (255 - xf)*0.4).round().to(torch.uint8),
+                               atol=0, rtol=0)
     with pytest.raises(ValueError, match='Unknown shift'): shift_images(x, 'rain')
 
 def test_shift_images_blur_is_the_binomial_kernel():
@@ -137,13 +140,14 @@ def test_shift_images_lowres_loses_fine_detail():
     assert abs(y.mean().item() - x.float().mean().item()) < 15, (y.mean(), x.float().mean())
     assert y.std().item() < 0.5*x.float().std().item(), (y.std(), x.float().std())   # the stripes are mostly gone
     coarse = torch.zeros(1, 3, 30, 30, dtype=torch.uint8); coarse[..., 15:] = 200  # a coarse edge survives
-    assert (shift_images(coarse, 'lowres')[..., :, :12] == 0).all() and (shift_images(coarse, 'lowres')[..., :, 18:] == 200).all()
+    low = shift_images(coarse, 'lowres')
+    assert (low[..., :, :12] == 0).all() and (low[..., :, 18:] == 200).all()
 
 def test_shift_images_crop_zooms_in():
     ramp = (torch.arange(32)*8).to(torch.uint8).expand(1, 3, 32, 32).contiguous()  # pixel value = 8 * column
     y = shift_images(ramp, 'crop')
-    c = round(32*0.2)                                                               # 6 px cut left and top, 3 right and bottom
-    assert (y[..., 0] == 8*c).all() and (y[..., -1] == 8*(32 - c//2 - 1)).all(), (y[0, 0, 0, [0, -1]])
+    c = round(32*0.2)                                           # 6 px cut left and top, 3 right and bottom
+    assert (y[..., 0] == 8*c).all() and (y[..., -1] == 8*(32 - c//2 - 1)).all(), y[0, 0, 0, [0, -1]]
 
 def test_make_signs():
     x, y, g = make_signs(12, 2, size=32, seed=7, classes=[3, 5])
@@ -192,7 +196,7 @@ def test_make_needles_cells():
 def test_colour_family_cv2_on_clean_signs(bg):
     from PIL import Image, ImageDraw
     for k, c in enumerate(SIGN_CLASSES):
-        im = Image.new('RGB', (32, 32), bg); _draw_sign(ImageDraw.Draw(im), k, 16, 16, 10)
+        im = Image.new('RGB', (32, 32), bg); draw_sign(ImageDraw.Draw(im), k, 16, 16, 10)
         assert colour_family_cv2(np.asarray(im)) == SIGN_FAMILY[c], c
 
 def test_lab_cnn_matches_the_reports_summary():
@@ -244,8 +248,12 @@ def test_tensor_dls_normalises_with_imagenet_norm():
 
 # --- where the practical modules are written -------------------------------------------------------------------------
 
-def _export_targets(fn):
-    "The module each cell of notebook `fn` exports to: `#| export <module>` (or `default_exp`) directives."
+PARTS = {'signs': '50a_signs', 'dashboard': '50b_dashboard', 'cnn_training': '50c_cnn_training', 'splits': '50d_splits',
+         'imbalance': '50e_imbalance', 'memory': '50f_memory', 'small_objects': '50g_small_objects',
+         'opencv_baseline': '50h_opencv_baseline'}
+
+def _export_directives(fn):
+    "Every `#| default_exp` / `#| export...` directive of notebook `fn`, as `(directive, argument or None)`."
     import json
     out = []
     for c in json.loads(fn.read_text(encoding='utf-8'))['cells']:
@@ -253,12 +261,20 @@ def _export_targets(fn):
         for line in ''.join(c['source']).splitlines():
             if not line.startswith('#|'): break
             d = line[2:].split()
-            if d and d[0] in ('export', 'exports', 'exporti', 'default_exp'): out.append(d[1] if len(d) > 1 else None)
+            if d and d[0] in ('export', 'exports', 'exporti', 'default_exp'):
+                out.append((d[0], d[1] if len(d) > 1 else None))
     return out
 
-def test_practical_modules_come_from_the_core_lesson_only():
+def test_each_practical_module_is_written_by_its_own_part():
+    "Each module is written by its own part notebook; the lesson and its deep dive export nothing."
     from pathlib import Path
-    nbs = Path(__file__).parent.parent/'nbs'
-    assert set(_export_targets(nbs/'50_practical.ipynb')) == {'signs', 'cnn_training', 'dashboard', 'splits', 'imbalance', 'memory',
-                                                             'small_objects', 'opencv_baseline'}
-    assert _export_targets(nbs/'51_practical_more.ipynb') == []   # the deep dive imports them and exports nothing
+    root = Path(__file__).parent.parent
+    for mod, part in PARTS.items():
+        ds = _export_directives(root/'nbs'/f'{part}.ipynb')
+        assert ('default_exp', mod) in ds, f'{part} should start with #| default_exp {mod}: {ds}'
+        assert all(a is None for d, a in ds if d != 'default_exp'), f'{part} exports to another module: {ds}'
+        assert [a for d, a in ds if d == 'default_exp'] == [mod], ds
+        head = (root/'imgcls_course'/f'{mod}.py').read_text(encoding='utf-8')[:1000]
+        assert f'File to edit: ../nbs/{part}.ipynb' in head, f'imgcls_course/{mod}.py is not written by {part}'
+    for nb in ('50_practical', '51_practical_more'):
+        assert _export_directives(root/'nbs'/f'{nb}.ipynb') == [], f'{nb} should import the parts and export nothing'

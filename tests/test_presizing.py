@@ -1,4 +1,5 @@
-"Tests for `imgcls_course.presizing`, `.images` and `.fidelity`: equivalence with fastai, resample counts, geometry of the benchmark, determinism, bad input."
+("Tests for `imgcls_course.presizing`, `.images` and `.fidelity`: equivalence with fastai, resample counts, "
+ "geometry of the benchmark, determinism, bad input.")
 import hashlib, math, random, struct, zlib, warnings
 from pathlib import Path
 import numpy as np, pytest, torch, torch.nn.functional as F
@@ -20,7 +21,8 @@ SEEDS = range(8)
 def _fastai_affine(p):
     g = lambda k: p[k].float().tolist()
     return setup_aug_tfms([Flip(p=1., draw=g('flip')), Warp(p=1., draw_x=g('wx'), draw_y=g('wy')),
-                           Rotate(p=1., draw=g('angle')), Zoom(p=1., draw=g('zoom'), draw_x=g('zx'), draw_y=g('zy'))])[0]
+                           Rotate(p=1., draw=g('angle')),
+                           Zoom(p=1., draw=g('zoom'), draw_x=g('zx'), draw_y=g('zy'))])[0]
 
 def _nocrop(p):
     n = len(p['scale'])
@@ -103,17 +105,21 @@ def test_resample_counts():
     kw = dict(p=1., pad_mode='zeros')
     x = TensorImage(torch.rand(2, 3, 460, 460))
     with count_calls('interpolate', 'grid_sample') as one:
-        Pipeline(setup_aug_tfms([Rotate(draw=30, size=224, **kw), Zoom(draw=1.2, draw_x=0.5, draw_y=0.5, size=224, **kw),
+        Pipeline(setup_aug_tfms([Rotate(draw=30, size=224, **kw),
+                                 Zoom(draw=1.2, draw_x=0.5, draw_y=0.5, size=224, **kw),
                                  Warp(draw_x=-0.2, draw_y=0.2, size=224, **kw)]))(x)
     with count_calls('interpolate', 'grid_sample') as seq:
-        x.affine_coord(sz=224).rotate(draw=30, **kw).zoom(draw=1.2, draw_x=0.5, draw_y=0.5, **kw).warp(draw_x=-0.2, draw_y=0.2, **kw)
-    with count_calls('interpolate', 'grid_sample') as ours: presize_batch(x.as_subclass(torch.Tensor), 224, draw_params(2))
+        x.affine_coord(sz=224).rotate(draw=30, **kw).zoom(draw=1.2, draw_x=0.5, draw_y=0.5, **kw) \
+            .warp(draw_x=-0.2, draw_y=0.2, **kw)
+    with count_calls('interpolate', 'grid_sample') as ours:
+        presize_batch(x.as_subclass(torch.Tensor), 224, draw_params(2))
     assert one == {'interpolate': 1, 'grid_sample': 1}
     assert seq == {'interpolate': 1, 'grid_sample': 4}
     assert ours == {'interpolate': 0, 'grid_sample': 1}
 
 def test_book_batch_step_resamples_two_or_three_times():
-    "aug_transforms(size=224, min_scale=0.75) on 460 px items: the affine stack, then the crop; an area shrink first when the crop is above 448 px."
+    ("aug_transforms(size=224, min_scale=0.75) on 460 px items: the affine stack, then the crop; "
+     "an area shrink first when the crop is above 448 px.")
     pipe = Pipeline(aug_transforms(size=224, min_scale=0.75), split_idx=0)
     crop = next(t for t in pipe.fs if isinstance(t, RandomResizedCropGPU))
     set_seed(0)
@@ -148,7 +154,8 @@ def _err(out, ref, m): return (out.reshape(m.shape) - ref.reshape(m.shape))[m].a
 
 @pytest.mark.parametrize('seed', range(3))
 def test_benchmark_geometries(seed):
-    "On a linear ramp, each pipeline's output equals its reference rendered from the original: the geometry maps are right."
+    ("On a linear ramp, each pipeline's output equals its reference rendered from the original: "
+     "the geometry maps are right.")
     torch.manual_seed(seed)
     P, S = 230, 112
     p = as_fastai_crop(draw_params(1, p_affine=1.), P)
@@ -159,7 +166,8 @@ def test_benchmark_geometries(seed):
         big = _t(im.resize((P, P), Image.BILINEAR, box=box))
         ones = torch.ones(1, 1, P, P)
         # ours
-        ref = render_reference(orig, box_mat(box, (W0, H0)) @ presize_matrix(p, (P, P), (S, S)), S, ss=2, pad_mode='zeros')
+        ref = render_reference(orig, box_mat(box, (W0, H0)) @ presize_matrix(p, (P, P), (S, S)), S,
+                               ss=2, pad_mode='zeros')
         m = _interior(presize_batch(ones, S, p, pad_mode='zeros'))
         assert m.float().mean() > 0.3
         assert _err(presize_batch(big, S, p), ref, m) < 2e-3
@@ -187,7 +195,8 @@ def test_wrong_geometry_is_caught():
 def test_psnr():
     a = torch.rand(2, 3, 8, 8)
     assert torch.isinf(psnr(a, a)).all()
-    assert torch.allclose(psnr(torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 0.5)), torch.tensor([10*math.log10(4)]))
+    assert torch.allclose(psnr(torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 0.5)),
+                          torch.tensor([10*math.log10(4)]))
 
 # ---------------------------------------------------------------- determinism, fastai integration
 def test_presize_aug_determinism():
@@ -208,19 +217,24 @@ def tiny_pets(tmp_path_factory):
     Image.fromarray(np.full((50, 70), 40000, np.uint16)).save(d/'beagle_9.png')   # 16-bit file in the mix
     return d
 
-@pytest.mark.filterwarnings("ignore:.*mode.chained_assignment.*")   # fastai.vision.all imports fastai.tabular, which sets a pandas option pandas 3 deprecates
+# fastai.vision.all imports fastai.tabular, which sets a pandas option pandas 3 deprecates
+@pytest.mark.filterwarnings("ignore:.*mode.chained_assignment.*")
 def test_datablock_with_our_transforms(tiny_pets):
-    from fastai.vision.all import DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr, get_image_files
+    from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RandomSplitter, RegexLabeller, using_attr,
+                                   get_image_files)
     db = DataBlock(blocks=(ImageBlock(cls=PILImageRGB), CategoryBlock), get_items=get_image_files,
-                   splitter=RandomSplitter(0.25, seed=0), get_y=using_attr(RegexLabeller(r'^(.+)_\d+\.(?:jpg|png)$'), 'name'),
+                   splitter=RandomSplitter(0.25, seed=0),
+                   get_y=using_attr(RegexLabeller(r'^(.+)_\d+\.(?:jpg|png)$'), 'name'),
                    item_tfms=PresizeItem(48), batch_tfms=PresizeAug(32))
     def run(seed):
         set_seed(seed, reproducible=True)
         dls = db.dataloaders(tiny_pets, bs=4, num_workers=0)
-        return dls, [torch.cat([b[0] for b in dls.train]) for _ in range(2)], [torch.cat([b[0] for b in dls.valid]) for _ in range(2)]
+        return (dls, [torch.cat([b[0] for b in dls.train]) for _ in range(2)],
+                [torch.cat([b[0] for b in dls.valid]) for _ in range(2)])
     dls, e1, v1 = run(5)
     _, e2, v2 = run(5)
-    assert v1[0].shape[1:] == (3, 32, 32) and torch.equal(v1[0], v1[1]) and torch.equal(v1[0], v2[0])  # validation: fixed
+    # validation: fixed
+    assert v1[0].shape[1:] == (3, 32, 32) and torch.equal(v1[0], v1[1]) and torch.equal(v1[0], v2[0])
     assert torch.equal(e1[0], e2[0]) and torch.equal(e1[1], e2[1])            # training: repeats under a seed
     assert not torch.equal(e1[0], e1[1])                                      # and differs between epochs
     assert dls.vocab == ['Abyssinian', 'beagle']
@@ -261,7 +275,8 @@ def bad_dir(tmp_path_factory):
 
 GOOD = {'gray.jpg': None, 'gray_alpha.png': (100, 100, 100), 'palette.png': (10, 200, 30),
         'palette_transparent.png': (255, 255, 255), 'rgba.png': (0, 0, 255), 'cmyk.jpg': None,
-        'gray16.png': (255, 255, 255), 'dark16.png': (1, 1, 1), 'rgb16.png': (255, 128, 0), 'float.tif': (128, 128, 128),
+        'gray16.png': (255, 255, 255), 'dark16.png': (1, 1, 1), 'rgb16.png': (255, 128, 0),
+        'float.tif': (128, 128, 128),
         'one_pixel.png': (1, 2, 3), 'huge.jpg': None, 'ok.jpg': None, 'ok.png': None}
 BAD = ['bomb.png', 'truncated.jpg', 'truncated.png', 'empty.jpg', 'text.jpg']
 
@@ -285,7 +300,8 @@ def test_open_rgb_bad_names_the_file(bad_dir, name):
 def test_max_pixels(bad_dir):
     with pytest.raises(ImageReadError, match=r'huge\.jpg.*max_pixels'): open_rgb(bad_dir/'huge.jpg', max_pixels=10**6)
 
-def _state(d): return {f.name: (hashlib.md5(f.read_bytes()).hexdigest(), f.stat().st_mtime_ns) for f in sorted(d.iterdir())}
+def _state(d):
+    return {f.name: (hashlib.md5(f.read_bytes()).hexdigest(), f.stat().st_mtime_ns) for f in sorted(d.iterdir())}
 
 def test_verify_images_reports_and_touches_nothing(bad_dir):
     before = _state(bad_dir)

@@ -1,4 +1,4 @@
-"""Fastbook chapter 5's training calls run end to end by fastai on the synthetic pets, and the cached fine-tuned pets model that the later lessons use.
+"""The book's training calls run by fastai on the synthetic pets, and the cached pets model that later lessons use.
 
 Docs: https://imgcls-course.github.io/imgcls-course/fastai_workflow.html.md"""
 
@@ -13,22 +13,24 @@ from contextlib import nullcontext
 from pathlib import Path
 from filelock import FileLock
 from .data import pets_path, cache_dir, atomic_path
-from .models import pets_learner   # imports fastai, silencing its torch.jit warning
+from .models import lite0_learner   # imports fastai, silencing its torch.jit warning
 from .presizing import pets_dls
 from fastai.vision.all import Normalize, imagenet_stats
 
 # %% ../nbs/32_fastai_workflow.ipynb #19cc85e2
-def pets_model_file(epochs:int=3, size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3, placement:str='centre')->Path:
+def pets_model_file(epochs:int=3, size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3,
+                    placement:str='centre')->Path:
     "Cache file of the pets model trained with these settings."
     pl = '' if placement == 'centre' else f'_{placement}'
-    return cache_dir()/'models'/f'lite0_pets_v2_n{n}_s{seed}{pl}_sz{size}_e{epochs}_lr{base_lr}.pkl'   # v2: the split inside the stages
+    # v2: the parameter groups split inside Lite0's stages
+    return cache_dir()/'models'/f'lite0_pets_v2_n{n}_s{seed}{pl}_sz{size}_e{epochs}_lr{base_lr}.pkl'
 
 def train_pets_model(fn:Path, # where to export the learner
-                     epochs:int=3, size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3, show_progress:bool=False,
-                     placement:str='centre'):
+                     epochs:int=3, size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3,
+                     show_progress:bool=False, placement:str='centre'):
     "`fine_tune` a pets learner and export it to `fn`, atomically."
     path = pets_path(n=n, seed=seed, show_progress=show_progress, placement=placement)
-    learn = pets_learner(pets_dls(path/'images', size=size, seed=seed))
+    learn = lite0_learner(pets_dls(path/'images', size=size, seed=seed))
     with (nullcontext() if show_progress else learn.no_bar()), (nullcontext() if show_progress else learn.no_logging()):
         learn.fine_tune(epochs, base_lr=base_lr)
     with atomic_path(fn) as t: learn.export(t)
@@ -36,9 +38,9 @@ def train_pets_model(fn:Path, # where to export the learner
 def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
                          size:int=128, n:int=1000, seed:int=42, base_lr:float=2e-3,
                          cpu:bool=True, show_progress:bool=False,
-                         placement:str='centre', # the pets it learns from: 'centre' or 'anywhere' (`data.make_pet_image`)
+                         placement:str='centre', # where its pets sit: 'centre' or 'anywhere' (`data.make_pet_image`)
                         ):
-    "A learner fine-tuned on the synthetic pets (trained once, then loaded from the cache), with its data."
+    "A learner fine-tuned on the synthetic pets, with its data."   # trained once, then loaded from the cache
     from fastai.learner import load_learner
     fn = pets_model_file(epochs, size, n, seed, base_lr, placement)
     fn.parent.mkdir(parents=True, exist_ok=True)
@@ -48,6 +50,7 @@ def trained_pets_learner(epochs:int=3, # `fine_tune` epochs after the frozen one
         warnings.filterwarnings('ignore', message='load_learner', category=UserWarning)
         learn = load_learner(fn, cpu=cpu)
     # an exported learner keeps no data: the same loaders again, through the learner's own normalisation
-    learn.dls = pets_dls(pets_path(n=n, seed=seed, show_progress=show_progress, placement=placement)/'images', size=size, seed=seed)
-    learn.dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')   # what `vision_learner` added for training
+    path = pets_path(n=n, seed=seed, show_progress=show_progress, placement=placement)
+    learn.dls = pets_dls(path/'images', size=size, seed=seed)
+    learn.dls.add_tfms([Normalize.from_stats(*imagenet_stats)], 'after_batch')   # as `vision_learner` did
     return learn
