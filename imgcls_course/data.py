@@ -282,9 +282,9 @@ def real_photos_path()->Path:
 
 # %% ../nbs/00_data.ipynb #ed1ae0ba
 def oxford_pets_path()->Path:
-    "The real Oxford-IIIT Pets, downloaded once (needs internet)."
+    "The real Oxford-IIIT Pets: fastai's extracted copy if there is one, else downloaded once (needs internet)."
     from fastai.data.external import untar_data, URLs
     try: return untar_data(URLs.PETS)
     except Exception as e:
-        raise RuntimeError("Could not download Oxford-IIIT Pets (no internet?). "
-                           "Use the offline synthetic pets instead: `pets_path()`.") from e
+        raise RuntimeError("Could not download Oxford-IIIT Pets (no internet?). Use the offline synthetic pets "
+                           "instead, `pets_path()`, or build an offline copy with `bench/get_real_pets.py`.") from e

@@ -6,7 +6,7 @@ Docs: https://imgcls-course.github.io/imgcls-course/gradcam.html.md"""
 
 # %% auto #0
 __all__ = ['CAM_METHODS', 'Hook', 'eval_mode', 'normalize_cam', 'overlay', 'centre_crop', 'last_spatial_layer', 'grad_cam',
-           'tokens_to_map', 'class_activation_map', 'gradcam_explorer']
+           'tokens_to_map', 'class_activation_map', 'plot_gradcam', 'gradcam_explorer']
 
 # %% ../nbs/41_gradcam.ipynb #6e91c39b
 from contextlib import contextmanager
@@ -223,6 +223,23 @@ def class_activation_map(act:torch.Tensor, # activations `(N,K,h,w)` feeding glo
     t = torch.as_tensor(targets).long().flatten().expand(act.shape[0])
     return torch.einsum('nk,nkij->nij', weight[t], act)
 
+# %% ../nbs/41_gradcam.ipynb #66db9247
+def plot_gradcam(model:nn.Module, # an ImageNet-style classifier
+                 x:torch.Tensor, # the photo as the model's input `(1,3,H,W)`
+                 image:Image.Image, # the photo
+                 cls:int, # the class to explain
+                 layer:nn.Module, # the layer whose map to draw
+                 alpha:float=0.5, # strength of the heat map
+                 size:int=224, # side of the crop the model saw
+                 ax=None, # matplotlib axes to draw on
+                )->torch.Tensor: # the map `(H,W)` drawn
+    "Draw the Grad-CAM map of `cls` at `layer` over the crop of `image` that the model saw."
+    import matplotlib.pyplot as plt
+    cam = grad_cam(model, x, cls, layer=layer)[0]
+    if ax is None: _, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(overlay(centre_crop(image, size)[0], cam, alpha)); ax.axis('off')
+    return cam
+
 # %% ../nbs/41_gradcam.ipynb #3da46060
 def gradcam_explorer(model:nn.Module, # an ImageNet-style classifier
                      images:dict, # `{name: PIL image}`
@@ -244,13 +261,14 @@ def gradcam_explorer(model:nn.Module, # an ImageNet-style classifier
     def set_classes(*_):
         with torch.no_grad(), eval_mode(model): p = model(xs[img_w.value]).softmax(1)[0]
         v, i = p.topk(k); cls_w.options = [(f'{classes[j]} ({q:.2f})', int(j)) for q, j in zip(v.tolist(), i.tolist())]
+        cls_w.index = 0   # the top class (ipywidgets 8.1 selects nothing when a menu made empty gets its options)
     def draw(*_):
         if cls_w.value is None: return
-        cam = grad_cam(model, xs[img_w.value], cls_w.value, layer=model.get_submodule(lay_w.value))[0]
-        img, _ = centre_crop(images[img_w.value], size)
         with out:
             out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(4, 4)); ax.imshow(overlay(img, cam, a_w.value)); ax.axis('off')
+            fig, ax = plt.subplots(figsize=(4, 4))
+            plot_gradcam(model, xs[img_w.value], images[img_w.value], cls_w.value, model.get_submodule(lay_w.value),
+                         a_w.value, size, ax)
             plt.show()
     img_w.observe(set_classes, 'value'); set_classes()
     for w in (img_w, cls_w, lay_w, a_w): w.observe(draw, 'value')

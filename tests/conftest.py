@@ -80,12 +80,16 @@ def project_copy(tmp_path_factory):
 CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
                   '--disable-background-networking', '--disable-component-update', '--disable-sync']
 
-def chromium()->str:
-    "Path of a Chromium binary; fails in CI (which must install it), skips elsewhere when there is none."
-    for c in ('chromium', 'chromium-browser', 'google-chrome'):
+def find_program(names, package:str)->str:
+    "Path of the first of `names` on PATH; fails in CI (`.ci/run` installs Debian's `package`), skips elsewhere."
+    for c in names:
         if shutil.which(c): return shutil.which(c)
-    if os.environ.get('CI'): pytest.fail("CI must install Debian's chromium to test pages in a browser")
-    pytest.skip("no chromium here (CI installs it)")
+    if os.environ.get('CI'): pytest.fail(f"CI must install Debian's {package}")
+    pytest.skip(f"no {package} here (CI installs it)")
+
+def chromium()->str:
+    "Path of a Chromium binary, to test pages in a real browser."
+    return find_program(('chromium', 'chromium-browser', 'google-chrome'), 'chromium')
 
 def dump_dom(url:str, profile:Path, budget_ms:int=5000, timeout:int=120, extra=())->str:
     "The DOM of `url` after its load event (and `budget_ms` of virtual time), in a fresh profile at `profile`."

@@ -1,14 +1,16 @@
 "The command-line tool end to end: a messy folder, split folders, folder errors, the report in a browser, predict."
-import json, re, shutil, subprocess
+import hashlib, json, pickle, re, shutil, subprocess
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
 import pytest
+import torch
 from PIL import Image
 from conftest import BIN, dump_dom
 from imgcls_course.data import make_pet_image
 from imgcls_course.folder import FolderError, scan_folder, describe_layout
-from imgcls_course.cli import Recipe, train, main
+from imgcls_course.cli import Recipe, train, main, predict
+from imgcls_course.report import MODEL_FORMAT
 
 CLI = str(BIN/'imgcls-course')
 FAST = ['--epochs', '1', '--size', '64', '--bs', '8', '--quiet']
@@ -56,7 +58,8 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 def test_train_writes_outputs_and_leaves_folder_untouched(trained):
     root, folder, before, r = trained
-    assert sorted(o.name for o in (root/'out').iterdir()) == ['metrics.json', 'model.pkl', 'report.html']
+    assert sorted(o.name for o in (root/'out').iterdir()) == ['metrics.json', 'model.json', 'model.pkl', 'model.pth',
+                                                             'report.html']
     assert _snapshot(folder) == before, "train modified the user's folder"
     m = json.loads((root/'out'/'metrics.json').read_text())
     assert m['classes'] == ['Bengal', 'pug', 'samoyed'] and m['n_images'] == 24
@@ -164,7 +167,7 @@ def test_report_renders_in_headless_chromium(trained, tmp_path):
 def test_predict_prints_probabilities_and_saves_cams(trained, tmp_path):
     root, folder = trained[:2]
     imgs = [folder/'Bengal'/'Bengal_0.jpg', folder/'pug'/'pug_3.jpg', folder/'pug'/'truncated.jpg']
-    r = _run('predict', root/'out'/'model.pkl', *imgs, '-k', '2', '--cam-dir', tmp_path/'cams', timeout=300)
+    r = _run('predict', root/'out'/'model.pth', *imgs, '-k', '2', '--cam-dir', tmp_path/'cams', timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     lines = [l for l in r.stdout.splitlines() if l.strip()]
     assert len(lines) == 2 and all(len(re.findall(r'\w+ (0\.\d{3}|1\.000)', l)) == 2 for l in lines), r.stdout
@@ -175,8 +178,84 @@ def test_predict_prints_probabilities_and_saves_cams(trained, tmp_path):
 
 def test_predict_bad_model_is_a_clear_error(tmp_path):
     (tmp_path/'m.pkl').write_bytes(b'not a model')
-    r = _run('predict', tmp_path/'m.pkl', 'x.jpg', timeout=120)
+    r = _run('predict', tmp_path/'m.pkl', 'x.jpg', '--trust-pickle', timeout=120)
     assert r.returncode == 2 and 'not a model written by' in r.stderr and 'Traceback' not in r.stderr
+
+class _Plant:
+    "What a model file from someone else can hold: unpickling it runs code, here writing a marker file."
+    def __init__(self, marker): self.marker = str(marker)
+    def __reduce__(self): return (exec, (f"open({self.marker!r}, 'w').write('unpickled')",))
+
+def test_predict_refuses_a_pickle_unless_trusted(tmp_path, capsys):
+    "A model.pkl that runs code when unpickled: refused without --trust-pickle, the code never runs; run with it."
+    marker, img = tmp_path/'marker.txt', tmp_path/'a.jpg'
+    make_pet_image('pug', 1, 0)[0].save(img)
+    (tmp_path/'model.pkl').write_bytes(pickle.dumps(_Plant(marker)))
+    r = _run('predict', tmp_path/'model.pkl', img, timeout=120)
+    assert r.returncode == 2 and r.stderr.count('\n') == 1 and 'Traceback' not in r.stderr, r.stderr
+    assert 'can run any code' in r.stderr and 'model.pth' in r.stderr and '--trust-pickle' in r.stderr, r.stderr
+    assert not marker.exists(), "predict unpickled model.pkl without --trust-pickle"
+    rc = main(['predict', str(tmp_path/'model.pkl'), str(img), '--trust-pickle'])   # in this process: quicker
+    assert marker.read_text() == 'unpickled', "with --trust-pickle the file is unpickled (so the check above can fail)"
+    err = capsys.readouterr().err
+    assert rc == 2 and 'not a model written by' in err and 'Traceback' not in err, err
+
+def test_predict_help_explains_the_flag(capsys):
+    with pytest.raises(SystemExit) as e: main(['predict', '--help'])
+    text = ' '.join(capsys.readouterr().out.split())
+    assert e.value.code == 0 and '--trust-pickle' in text and 'can run any code' in text, text
+    assert 'model.pth' in text and 'model.json' in text, text
+
+def _spec(pth, **kw)->dict:
+    "A model.json for the weights file `pth` (its checksum), for a 2-class Lite0 with the probe head."
+    return dict(dict(format=MODEL_FORMAT, version=1, classes=['a', 'b'], arch='efficientnet_lite0', head='probe',
+                     image_size=64, tta=False, weights_sha256=hashlib.sha256(pth.read_bytes()).hexdigest(),
+                     preprocessing=dict(open='open_rgb', item_size=96, resize='fastai', normalize=None)), **kw)
+
+def test_weights_only_model_errors_get_one_line(tmp_path, capsys):
+    "Missing, corrupt or mismatched model.json / model.pth: exit status 2, one line, nothing unpickled."
+    marker = tmp_path/'marker.txt'
+    def missing_json(d): (d/'model.json').unlink()
+    def corrupt_json(d): (d/'model.json').write_text('{"classes": ["a", ')
+    def json_without_classes(d): (d/'model.json').write_text(json.dumps({**_spec(d/'model.pth'), 'classes': None}))
+    def other_weights(d): torch.save({'w': torch.zeros(3)}, d/'model.pth')
+    def planted_weights(d):   # a model.pth that runs code when unpickled, with a model.json that matches it
+        torch.save(_Plant(marker), d/'model.pth'); (d/'model.json').write_text(json.dumps(_spec(d/'model.pth')))
+    def other_arch(d):   # weights and JSON that agree, for a model this architecture cannot hold
+        (d/'model.json').write_text(json.dumps(_spec(d/'model.pth', arch='no_such_model_anywhere')))
+    cases = {missing_json: 'model.json does not exist', corrupt_json: 'not a model.json written by',
+             json_without_classes: "'classes' is missing", other_weights: 'SHA-256 differs',
+             planted_weights: 'weights_only=True) refused it', other_arch: 'could not rebuild the model'}
+    for breaks, msg in cases.items():
+        d = tmp_path/breaks.__name__; d.mkdir()
+        torch.save({'w': torch.ones(2)}, d/'model.pth'); (d/'model.json').write_text(json.dumps(_spec(d/'model.pth')))
+        breaks(d)
+        for arg in (d/'model.pth', d):
+            rc = main(['predict', str(arg), str(tmp_path/'a.jpg')])
+            err = capsys.readouterr().err.strip()
+            assert rc == 2 and err.startswith('imgcls-course: error: ') and msg in err, (breaks.__name__, err)
+            assert '\n' not in err and 'Traceback' not in err, (breaks.__name__, err)
+    assert not marker.exists(), "torch.load(weights_only=True) let the planted model.pth run its code"
+
+@pytest.mark.slow
+def test_weights_only_model_predicts_as_the_pickle(trained, tmp_path):
+    "model.pth + model.json give fastai's exported learner's probabilities (within 1e-5), with TTA and without."
+    from fastai.learner import load_learner
+    root, folder = trained[:2]
+    spec = json.loads((root/'out'/'model.json').read_text())
+    assert (spec['classes'], spec['arch'], spec['head'], spec['image_size'], spec['tta']) == (
+        ['Bengal', 'pug', 'samoyed'], 'efficientnet_lite0', 'probe', 64, True), spec
+    imgs = [folder/'Bengal'/'Bengal_0.jpg', folder/'pug'/'pug_3.jpg', folder/'samoyed'/'samoyed_5.jpg']
+    probs = {}
+    for tta in (True, False):   # the same model with the other setting: a copy of each file, the flag changed
+        d = tmp_path/f'tta_{tta}'; d.mkdir()
+        shutil.copy(root/'out'/'model.pth', d); (d/'model.json').write_text(json.dumps({**spec, 'tta': tta}))
+        learn = load_learner(root/'out'/'model.pkl'); learn.imgcls_tta = tta; learn.export(d/'model.pkl')
+        for name, kw in (('weights', {}), ('pickle', dict(trust_pickle=True))):
+            res = predict(d/('model.pkl' if kw else 'model.pth'), imgs, k=3, quiet=True, **kw)
+            probs[tta, name] = torch.tensor([[dict(r)[c] for c in spec['classes']] for _, r in res])
+        assert (probs[tta, 'weights'] - probs[tta, 'pickle']).abs().max() < 1e-5, (tta, probs)
+    assert (probs[True, 'weights'] - probs[False, 'weights']).abs().max() > 1e-4, "TTA changed nothing: not tested"
 
 @pytest.mark.slow
 def test_crash_while_writing_leaves_no_half_written_outputs(trained, tmp_path, monkeypatch):

@@ -159,3 +159,16 @@ def test_library_lines_at_most_120():
             for i, line in enumerate(p.read_text().splitlines(), 1)
             if len(line) > 120 and not line.startswith('__all__ = [')]
     assert not long, f"library lines over 120 characters: {long}"
+
+def test_notebooks_with_slow_cells_skip_them_in_jupyter():
+    ("A notebook with `#| slow` or `#| online` cells has the visible `slow_cells(...)` line before the first of "
+     "them, so Jupyter's Run All skips them (04_running); its comment says how many slow cells there are.")
+    from imgcls_course.running import cell_flags
+    for p in sorted((ROOT/'nbs').glob('*.ipynb')):
+        code = [_src(c) for c in json.loads(p.read_text())['cells'] if c['cell_type'] == 'code']
+        flagged = [i for i, s in enumerate(code) if cell_flags(s) & {'slow', 'online'}]
+        if not flagged or p.name == '04_running.ipynb': continue
+        line = [i for i, s in enumerate(code) if re.search(r'^slow_cells\(', s, re.M) and 'hide' not in cell_flags(s)]
+        assert line and line[0] < flagged[0], f"{p.name}: no visible `slow_cells(...)` line before its first slow cell"
+        n_slow = sum('slow' in cell_flags(code[i]) for i in flagged)
+        if n_slow: assert f"the {n_slow} `#| slow` cell" in code[line[0]], f"{p.name}: the line should count {n_slow}"
