@@ -1,24 +1,52 @@
-"""Build the two real-photo sets that `bench/real_photos.py` is run on, in ImageFolder layout, outside the repo.
+"""Build the real-photo sets that `bench/real_photos.py` is run on, in ImageFolder layout, outside the repo.
 
-Both come from public GitHub repositories, pinned to a commit; the split is deterministic (sorted names, a
-seeded shuffle), so every machine builds the same folders:
+All come from public GitHub repositories, pinned to a commit; the split is deterministic (sorted names, a
+seeded shuffle), so every machine builds the same folders (`--list` prints what each set is):
 
   cats_dogs  Kaggle "Dogs vs. Cats" photos, as committed in chanakya2734/Image-classification-using-CNN
              (dataset/training_set and dataset/test_set): train 120 + 120, val 75 + 75 (both from
              training_set), test 100 + 100 (from test_set). Photos of varied size, up to 500 px.
   bears      black vs grizzly bears, a web-search scrape made for fastbook chapter 2, as committed in
-             jeff-ridgeway/fastai-learning (bears/black, bears/grizzly): 62 % train / 38 % val per class.
+             jeff-ridgeway/fastai-learning (bears/black, bears/grizzly): 62 % train / 38 % val per class, no test/.
              Photos of very varied size (270 to 7,500 px wide). Files of 4 MiB or more are left out (the
              offline snapshot this was built from lacks them, and the set must be the same everywhere).
 
-    python bench/get_real_photos.py                      # download (needs git and internet), build both
+Two harder sets, each with a held-out test/ drawn only from the source's own test or validation folder, never
+to be used to choose anything; train/ and val/ come from the source's training folder:
+
+  food10     ten Food-101 dishes (Bossard, Guillaumin and Van Gool, ECCV 2014), as committed in srohit0/food_mnist
+             at e6cdf589a9937cf7fcb53d3a86df053be452e1f5 (images/<dish>/<id>.jpg, 500 a dish, at most 512 px):
+             apple_pie, baby_back_ribs, baklava, beef_carpaccio, beef_tartare, beet_salad, beignets, bibimbap,
+             bread_pudding, breakfast_burrito. Train 50, val 15 per dish from Food-101's train list
+             (meta/train.txt: not cleaned, some wrong labels, as in Food-101), test 25 per dish from its
+             manually reviewed test list (meta/test.txt): 500 / 150 / 250. Licence: Food-101's
+             license_agreement.txt (in the repo): the images are Foodspotting users', for scientific fair use.
+  monkeys10  the Kaggle "10 Monkey Species" photos, as committed in nikhildutta333/Monkey-Species-Classification
+             at cb62130b182246b59ed74614734320e61eb6aacc (training/n0..n9, validation/n0..n9, all 250 x 250
+             px; monkey_labels.txt names the species): mantled_howler, patas_monkey, bald_uakari,
+             japanese_macaque, pygmy_marmoset, white_headed_capuchin, silvery_marmoset, common_squirrel_monkey,
+             black_headed_night_monkey, nilgiri_langur. Train 40, val 15 per species from training/, test 25 per
+             species from validation/: 400 / 150 / 250. Licence: none stated in the repo.
+
+In these two, byte-identical files (the monkey snapshot holds 67 such pairs) and files of one class whose names
+differ only by a copy marker (`x.jpg`, `x (1).jpg`, `x_1.jpg`) form a group that is kept whole on one side:
+a group with a member in the source's test folder (or list) can only go to test/, one of a single class is
+written once per distinct file, and a group spanning two classes is left out. Files PIL cannot open are left out.
+
+The real Oxford-IIIT Pets copy that `bench/get_real_pets.py` builds is not made a split set here: 34 of its 37
+breeds have 8-10 images, so a stratified test/ would hold 2-3 images a breed (one image is 3-4 % of a breed's
+accuracy there); it stays the `--regex` check it is.
+
+    python bench/get_real_photos.py                      # download (needs git and internet), build all four
     python bench/get_real_photos.py --mirror-root DIR    # read from local git dirs DIR/<owner>+<name>/repo
     python bench/get_real_photos.py --dest DIR           # default: ~/.cache/imgcls_course/real_sets
+    python bench/get_real_photos.py --only food10        # one set
+    python bench/get_real_photos.py --list               # what each set is, and the counts of those built
 
 The ants/bees set of PyTorch's transfer-learning tutorial is deliberately not used here: the project keeps it
-for an independent check of the recipe chosen on these two sets.
+for an independent check of the recipe chosen on these sets.
 """
-import argparse, random, re, shutil, subprocess, sys, tempfile
+import argparse, hashlib, io, random, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 MAX_BYTES = 4*1024*1024
@@ -31,7 +59,22 @@ SETS = {
     'bears': dict(repo='jeff-ridgeway/fastai-learning', commit='9307a855bd4dc0239f8e2ae9935f30ad17605dc1',
                   classes={'black': ('bears/black', None), 'grizzly': ('bears/grizzly', None)},
                   train_frac=0.62),
+    'food10': dict(repo='srohit0/food_mnist', commit='e6cdf589a9937cf7fcb53d3a86df053be452e1f5',
+                   classes={c: (f'images/{c}', None) for c in (
+                       'apple_pie', 'baby_back_ribs', 'baklava', 'beef_carpaccio', 'beef_tartare', 'beet_salad',
+                       'beignets', 'bibimbap', 'bread_pudding', 'breakfast_burrito')},
+                   test_list='meta/test.txt', counts=dict(train=50, val=15, test=25), pooled=True,
+                   licence="Food-101's license_agreement.txt: Foodspotting users' images, scientific fair use"),
+    'monkeys10': dict(repo='nikhildutta333/Monkey-Species-Classification',
+                      commit='cb62130b182246b59ed74614734320e61eb6aacc',
+                      classes={c: (f'training/n{i}', f'validation/n{i}') for i, c in enumerate((
+                          'mantled_howler', 'patas_monkey', 'bald_uakari', 'japanese_macaque', 'pygmy_marmoset',
+                          'white_headed_capuchin', 'silvery_marmoset', 'common_squirrel_monkey',
+                          'black_headed_night_monkey', 'nilgiri_langur'))},
+                      counts=dict(train=40, val=15, test=25), pooled=True, licence='none stated in the repo'),
 }
+LICENCES = {'cats_dogs': 'none stated in the repo (Kaggle "Dogs vs. Cats": Asirra, Petfinder photos)',
+            'bears': 'none stated in the repo (web-search scrape)'}
 IMG_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp')
 
 def _git(*args, **kw): return subprocess.run(['git', *args], check=True, capture_output=True, **kw)
@@ -50,6 +93,8 @@ class MirrorSource:
     def read(self, f):
         r = subprocess.run(['git', f'--git-dir={self.g}', 'cat-file', 'blob', f[1]], capture_output=True)
         return r.stdout if r.returncode == 0 else None
+    def key(self, f): return f[1]   # the blob id: equal for byte-identical files
+    def read_path(self, path): return _git(f'--git-dir={self.g}', 'cat-file', 'blob', f'{self.c}:{path}').stdout
 
 class CloneSource:
     "Files of a commit from a shallow, blobless, sparse clone of the GitHub repository (needs internet)."
@@ -67,6 +112,11 @@ class CloneSource:
         return sorted((str(p.relative_to(self.w)), p) for p in d.iterdir()
                       if p.is_file() and p.stat().st_size < MAX_BYTES)
     def read(self, f): return f[1].read_bytes()
+    def key(self, f):
+        "The git blob id of the file, as `MirrorSource.key` gives it."
+        data = f[1].read_bytes()
+        return hashlib.sha1(b'blob %d\0' % len(data) + data).hexdigest()
+    def read_path(self, path): return (self.w/path).read_bytes()
 
 def _images(src, folder):
     return [f for f in src.files(folder) if Path(f[0]).suffix.lower() in IMG_EXTS or '.jpg' in f[0].lower()]
@@ -81,10 +131,71 @@ def _write(src, f, dest:Path):
     if data is None: return False
     dest.parent.mkdir(parents=True, exist_ok=True); dest.write_bytes(data); return True
 
+def _stem(path):
+    "A file's name without extension and copy markers (`x (1).jpg`, `x_1.jpg`, `x-copy.jpg` -> `x`), lower case."
+    return re.sub(r'(\s*\(\d+\)|[_-]\d|[_ -]copy)$', '', Path(path).stem.lower())
+
+def _opens(data):
+    "Whether PIL can read the image."
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(data)) as im: im.load()
+        return True
+    except Exception: return False
+
+def _groups(src, spec):
+    "`{class: [(in_test_pool, [file, ...]), ...]}`: files joined by identical bytes or by stem within a class."
+    listed = None
+    if spec.get('test_list'):
+        listed = set(src.read_path(spec['test_list']).decode().split())
+    files = []   # (class, file, in test pool)
+    for cls, (main, test) in spec['classes'].items():
+        files += [(cls, f, listed is not None and f'{cls}/{Path(f[0]).stem}' in listed) for f in _images(src, main)]
+        if test: files += [(cls, f, True) for f in _images(src, test)]
+    parent = list(range(len(files)))
+    def find(i):
+        while parent[i] != i: parent[i] = parent[parent[i]]; i = parent[i]
+        return i
+    first = {}
+    for i, (cls, f, _) in enumerate(files):
+        for k in (('bytes', src.key(f)), ('stem', cls, _stem(f[0]))):
+            if k in first: parent[find(i)] = find(first[k])
+            else: first[k] = i
+    groups = {}
+    for i in range(len(files)): groups.setdefault(find(i), []).append(i)
+    out = {cls: [] for cls in spec['classes']}
+    for members in groups.values():
+        if len({files[i][0] for i in members}) > 1: continue   # the same photo under two classes
+        seen, keep = set(), []
+        for i in sorted(members, key=lambda i: files[i][1][0]):
+            if (k := src.key(files[i][1])) not in seen: seen.add(k); keep.append(files[i][1])
+        out[files[members[0]][0]].append((any(files[i][2] for i in members), keep))
+    for gs in out.values(): gs.sort(key=lambda g: g[1][0][0])
+    return out
+
+def build_pooled(name, src, out:Path, seed=0):
+    "Stratified, seeded split of whole groups (`_groups`): test/ from the test pool, train/ and val/ from the rest."
+    spec, counts = SETS[name], {}
+    for cls, gs in _groups(src, spec).items():
+        rng = random.Random(f'{seed}-{name}-{cls}')
+        pools = {'test': [g for t, g in gs if t], 'train': [g for t, g in gs if not t]}
+        for pool in pools.values(): rng.shuffle(pool)
+        for split, pool in (('train', pools['train']), ('val', pools['train']), ('test', pools['test'])):
+            n = 0
+            while n < spec['counts'][split] and pool:
+                for f in pool.pop(0):
+                    data = src.read(f)
+                    if data is None or not _opens(data): continue
+                    d = out/split/cls/_safe_name(f[0]); d.parent.mkdir(parents=True, exist_ok=True)
+                    d.write_bytes(data); n += 1
+            counts.setdefault(split, {})[cls] = n
+    return counts
+
 def build(name, src, dest:Path, seed=0):
     "Write `dest/name/{train,val[,test]}/<class>/...`; returns `{split: {class: count}}`."
     spec, out = SETS[name], dest/name
     if out.exists(): shutil.rmtree(out)
+    if spec.get('pooled'): return build_pooled(name, src, out, seed)
     counts = {}
     for cls, (main, test) in spec['classes'].items():
         files = _images(src, main)
@@ -102,20 +213,46 @@ def build(name, src, dest:Path, seed=0):
             counts.setdefault(split, {})[cls] = ok
     return counts
 
+def describe(name, dest:Path)->str:
+    "Source, commit, licence, classes and split counts (planned, and as built under `dest` if it is there)."
+    spec, out = SETS[name], dest/name
+    plan = (', '.join(f"{k} {n}" for k, n in spec['counts'].items()) + ' a class' if 'counts' in spec
+            else f"{spec['train_frac']:.0%} train, the rest val")
+    lines = [f"{name}: github.com/{spec['repo']} @ {spec['commit']}",
+             f"  licence: {spec.get('licence') or LICENCES.get(name, 'not stated')}",
+             f"  classes ({len(spec['classes'])}): {', '.join(spec['classes'])}", f"  planned: {plan}"]
+    if out.is_dir():
+        for split in ('train', 'val', 'test'):
+            if not (out/split).is_dir(): continue
+            n = {c.name: sum(1 for f in c.iterdir() if f.is_file())
+                 for c in sorted((out/split).iterdir()) if c.is_dir()}
+            lines.append(f"  built {split}: {sum(n.values())} ({min(n.values())}-{max(n.values())} a class)")
+    else: lines.append(f"  not built under {dest}")
+    return '\n'.join(lines)
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--dest', default=str(Path.home()/'.cache'/'imgcls_course'/'real_sets'))
     p.add_argument('--mirror-root', default=None, help='folder of local bare git dirs named <owner>+<name>/repo')
     p.add_argument('--only', choices=list(SETS), default=None)
+    p.add_argument('--list', action='store_true',
+                   help='say what each set is (and its counts, where built); build nothing')
     a = p.parse_args(argv)
     dest = Path(a.dest).expanduser()
+    if a.list:
+        for name, spec in SETS.items():
+            if not a.only or name == a.only: print(describe(name, dest))
+        return 0
     with tempfile.TemporaryDirectory() as work:
         for name, spec in SETS.items():
             if a.only and name != a.only: continue
             if a.mirror_root:
-                src = MirrorSource(Path(a.mirror_root)/spec['repo'].replace('/', '+')/'repo', spec['commit'])
+                gitdir = Path(a.mirror_root)/spec['repo'].replace('/', '+')/'repo'
+                if (gitdir/'.git').is_dir(): gitdir = gitdir/'.git'   # a snapshot with a work tree
+                src = MirrorSource(gitdir, spec['commit'])
             else:
                 folders = [f for pair in spec['classes'].values() for f in pair if f]
+                if spec.get('test_list'): folders.append(str(Path(spec['test_list']).parent))
                 src = CloneSource(spec['repo'], spec['commit'], folders, work)
             counts = build(name, src, dest)
             print(f"{dest/name}: " + '; '.join(f"{s} " + ' + '.join(f'{n} {c}' for c, n in cs.items())

@@ -11,6 +11,7 @@ from imgcls_course.images import open_rgb, verify_images, ImageReadError
 from imgcls_course.folder import scan_folder
 from imgcls_course.presizing import pets_dblock, pets_dls
 from imgcls_course.models import lite0_learner
+from imgcls_course.running import cell_flags
 from fastai.data.external import fastai_cfg
 from fastai.vision.all import get_image_files, set_seed
 
@@ -52,9 +53,9 @@ def test_oxford_pets_path_finds_the_copy(real_pets):
     assert not list((real_pets.parents[1]/'archive').glob('*.tgz'))
 
 def _switch_cell(nb):
-    "The one `#| eval: false` cell of lesson `nb` that calls `oxford_pets_path()`."
+    "The one `#| online` cell of lesson `nb` that calls `oxford_pets_path()` (not run by the tests or Run All)."
     cells = [''.join(c['source']) for c in json.loads((ROOT/'nbs'/nb).read_text())['cells'] if c['cell_type'] == 'code']
-    found = [s for s in cells if 'oxford_pets_path()' in s and s.startswith('#| eval: false')]
+    found = [s for s in cells if 'oxford_pets_path()' in s and {'online', 'eval'} <= cell_flags(s)]
     assert len(found) == 1, (nb, found)
     return found[0]
 
