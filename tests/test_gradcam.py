@@ -279,7 +279,7 @@ def test_box_in_crop_follows_the_pixels(W, H, size, box):
     seen = torch.tensor([xs.min(), ys.min(), xs.max()+1, ys.max()+1], dtype=torch.float64)
     assert_close(seen, torch.tensor(box_in_crop(box, cr, size), dtype=torch.float64), rtol=0, atol=1.0)
 
-def test_center_crop_is_what_imagenet_tensor_feeds():
+def test_centre_crop_is_what_imagenet_tensor_feeds():
     "`centre_crop`'s pixels, normalised, are `imagenet_tensor`'s input (odd and even margins, landscape and portrait)."
     rng = np.random.default_rng(0)
     for W, H in [(301, 200), (200, 301), (256, 255), (97, 97)]:

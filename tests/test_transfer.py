@@ -86,7 +86,7 @@ def test_freeze_clears_optimizer_state():
     freeze(m, opt); assert len(opt.state) == 0
 
 
-def test_freeze_pets_learner():
+def test_freeze_lite0_learner():
     "The real learner: our split and freeze leave exactly what fastai's frozen learner leaves trainable."
     from imgcls_course.models import lite0_learner
     from imgcls_course.presizing import pets_dls
