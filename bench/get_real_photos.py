@@ -193,9 +193,16 @@ def build_pooled(name, src, out:Path, seed=0):
 
 def build(name, src, dest:Path, seed=0):
     "Write `dest/name/{train,val[,test]}/<class>/...`; returns `{split: {class: count}}`."
-    spec, out = SETS[name], dest/name
+    spec, final = SETS[name], dest/name
+    out = dest/f'.{name}.building'   # built aside, then swapped in: a failed build leaves the old set as it was
     if out.exists(): shutil.rmtree(out)
-    if spec.get('pooled'): return build_pooled(name, src, out, seed)
+    counts = build_pooled(name, src, out, seed) if spec.get('pooled') else _build_split(name, spec, src, out, seed)
+    if final.exists(): shutil.rmtree(final)
+    out.rename(final)
+    return counts
+
+def _build_split(name, spec, src, out:Path, seed=0):
+    "`build` for the sets split by class folders (not pooled)."
     counts = {}
     for cls, (main, test) in spec['classes'].items():
         files = _images(src, main)
@@ -254,7 +261,14 @@ def main(argv=None):
                 folders = [f for pair in spec['classes'].values() for f in pair if f]
                 if spec.get('test_list'): folders.append(str(Path(spec['test_list']).parent))
                 src = CloneSource(spec['repo'], spec['commit'], folders, work)
-            counts = build(name, src, dest)
+            try: counts = build(name, src, dest)
+            except subprocess.CalledProcessError as e:   # no such repository, commit or folder: one line, no traceback
+                err = e.stderr.decode(errors='replace') if isinstance(e.stderr, bytes) else e.stderr or ''
+                why = err.strip().splitlines()
+                print(f"get_real_photos: error: {name}: git {e.cmd[2]} failed "
+                      f"({why[-1] if why else e.returncode}); is {spec['repo']} at {spec['commit'][:10]} there?",
+                      file=sys.stderr)
+                return 2
             print(f"{dest/name}: " + '; '.join(f"{s} " + ' + '.join(f'{n} {c}' for c, n in cs.items())
                                                 for s, cs in counts.items()))
     return 0

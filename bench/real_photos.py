@@ -83,14 +83,16 @@ def linear_probe(folder, size=224, bs=32):
                 **{f'n_{k}': int((s == k).sum()) for k in ('train', 'valid', 'test')})
 
 _KEPT = ('valid_accuracy', 'test_accuracy', 'valid_accuracy_no_tta', 'test_accuracy_no_tta', 'lr', 'size',
-         'n_train', 'n_valid', 'n_test', 'probe_valid_accuracy', 'probe_test_accuracy')   # of `TrainResults.metrics()`
+         'n_train', 'n_valid', 'n_test', 'probe_valid_accuracy', 'probe_test_accuracy',
+         'arch', 'epochs', 'kept', 'budget')   # of `TrainResults.metrics()`
 
 def run_variant(folder, settings, seed):
     "One `train` run with the `Recipe` changed by `settings`: its metrics plus wall and CPU seconds."
     with tempfile.TemporaryDirectory() as out:
         t0, c0 = time.time(), _cpu()
         m = train(folder, out=out, recipe=Recipe(**settings, seed=seed), quiet=True).metrics()
-        return dict({k: m[k] for k in _KEPT}, seconds=time.time()-t0, cpu_seconds=_cpu()-c0)
+        return dict({k: m.get(k) for k in _KEPT}, seconds=time.time()-t0, cpu_seconds=_cpu()-c0,
+                    estimated_seconds=(m.get('plan') or {}).get('seconds'))
 
 def _held(r, tta=True):
     "Accuracy on test/ if the folder has one, else on the validation set; with TTA if the run used it and `tta`."
@@ -151,6 +153,40 @@ def table(folder, runs, seeds, names):
                     f"{fmt(r['wall s'])} | {fmt(r['CPU s'])} |")
     return '\n'.join(rows)
 
+def across_sets(kept:dict, variant:str='default', seeds=range(10)):
+    "Per set, `variant` over seeds against the Lite0 linear probe, what the budget chose and the seconds; a DataFrame."
+    import pandas as pd
+    rows = {}
+    for name, runs in kept.items():
+        lp = runs.get('linear_probe', {}).get('0')
+        rs = [r for r in (runs.get(variant, {}).get(str(s)) for s in seeds) if r]
+        if not (lp and rs): continue
+        h = [round(_held(r), 6) for r in rs]   # float32 accuracies: 0.98 is 0.9800000190734863
+        chosen = sorted({(r['arch'], r['size'], r['epochs']) for r in rs})
+        rows[name] = {'held-out images': rs[0]['n_test'] or rs[0]['n_valid'], 'Lite0 probe': round(_held(lp), 6),
+                      'default': statistics.mean(h), 'default SD': statistics.stdev(h) if len(h) > 1 else float('nan'),
+                      'seeds': len(h), 'gap (points)': 100*(statistics.mean(h) - _held(lp)),
+                      'chosen': '; '.join(f"{a.removeprefix('efficientnet_')} {z} px, {e} ep" for a, z, e in chosen),
+                      'probe kept': sum(r['kept'] == 'linear probe' for r in rs),
+                      'wall s': statistics.mean(r['seconds'] for r in rs), 'wall s max': max(r['seconds'] for r in rs),
+                      'estimated s': statistics.mean(r['estimated_seconds'] for r in rs)}
+    return pd.DataFrame.from_dict(rows, orient='index')
+
+def across_table(df)->str:
+    "`across_sets` as markdown, with the mean gap over the sets and its standard error."
+    from imgcls_course.evidence import paired_gap
+    rows = ["| set | held-out images | Lite0 probe | default, mean ± SD | seeds | gap (points) | chosen | probe kept | "
+            "wall s, mean (max) | estimated s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for k, r in df.iterrows():
+        rows.append(f"| {k} | {r['held-out images']} | {r['Lite0 probe']:.1%} | "
+                    f"{r['default']:.1%} ± {r['default SD']:.1%} | {r['seeds']} | {r['gap (points)']:+.1f} | "
+                    f"{r['chosen']} | {r['probe kept']} of {r['seeds']} | "
+                    f"{r['wall s']:.0f} ({r['wall s max']:.0f}) | {r['estimated s']:.0f} |")
+    g = paired_gap(df['default'].values*100, df['Lite0 probe'].values*100, min_seeds=4)
+    return '\n'.join(rows) + (f"\n\nOver the {g['n']} sets: gap {g['mean']:+.2f} points, SD {g['std']:.2f}, "
+                              f"standard error {g['se']:.2f} (mean / s.e. = {g['mean']/g['se']:.1f}); "
+                              f"{g['up']} up, {g['down']} down, {g['tied']} tied: {g['verdict']}")
+
 def describe(name:str, runs:dict)->str:
     "One line naming the set, its split sizes (from the runs) and what one held-out image is worth."
     r = next(r for v in runs.values() for r in v.values())
@@ -161,14 +197,20 @@ def describe(name:str, runs:dict)->str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('folder')
+    p.add_argument('folder', nargs='?', help='an image folder (not needed with --across-sets)')
     p.add_argument('--variants', default='default', help=f"comma-separated, from: {', '.join(VARIANTS)}")
     p.add_argument('--seeds', default='0,1,2')
     p.add_argument('--no-probe', action='store_true', help='skip the linear probe')
     p.add_argument('--table-only', action='store_true', help='print the table of the runs kept in --json; run nothing')
+    p.add_argument('--across-sets', action='store_true',
+                   help='print the default against the Lite0 probe on every set kept in --json; run nothing')
     p.add_argument('--json', default=None,
                    help='file keeping every run, by folder name (read first: runs already there are not repeated)')
     a = p.parse_args(argv)
+    if a.across_sets:
+        if not (a.json and Path(a.json).exists()): p.error('--across-sets reads the runs kept in --json FILE')
+        print(across_table(across_sets(json.loads(Path(a.json).read_text())))); return 0
+    if not a.folder: p.error('the folder is required')
     folder, seeds, names = Path(a.folder).expanduser(), [int(s) for s in a.seeds.split(',')], a.variants.split(',')
     bad = [n for n in names if n not in VARIANTS]
     if bad: p.error(f"unknown variants: {', '.join(bad)}")

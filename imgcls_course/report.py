@@ -99,7 +99,7 @@ def top_losses_figure(learn, # the learner that made `preds`
     return fig
 
 # %% ../nbs/70b_report.ipynb #6b0e2a7d
-_METRICS_SETTINGS = ('epochs', 'freeze_epochs', 'size', 'label_smoothing', 'tta', 'presize', 'head')
+_METRICS_SETTINGS = ('epochs', 'freeze_epochs', 'size', 'label_smoothing', 'tta', 'presize', 'head', 'budget')
 
 @dataclass(repr=False)
 class TrainResults:
@@ -121,6 +121,7 @@ class TrainResults:
     probe_accuracy:dict=field(default_factory=dict) # the probe alone, before fine-tuning: 'valid' and 'test'
     figures:dict=field(default_factory=dict) # data URIs: 'lr_find' (where it ran), 'loss', 'top_losses'
     seconds:float=0. # wall-clock time of the run
+    plan:dict=None # `budget.Plan` as a dict, where the budget chose the backbone or the epochs
 
     @property
     def n_test(self)->int: return 0 if self.test is None else len(self.test.targs)
@@ -134,11 +135,13 @@ class TrainResults:
 
     def metrics(self)->dict:
         "The run's numbers for `metrics.json`."
-        t, pa = self.test, self.probe_accuracy
+        t, pa, a = self.test, self.probe_accuracy, self.settings.get('arch', 'efficientnet_lite0')
         return dict(folder=str(self.folder), layout=self.layout, n_images=len(self.scan.files),
                     n_classes=len(self.vocab), classes=self.vocab, n_train=self.n_train, n_valid=self.n_valid,
                     n_test=self.n_test, skipped=[[str(p), w] for p, w in self.scan.skipped],
-                    lr_suggestions=self.lr_suggestions, lr=self.lr, **{k: self.settings[k] for k in _METRICS_SETTINGS},
+                    lr_suggestions=self.lr_suggestions, lr=self.lr,
+                    **{k: self.settings.get(k) for k in _METRICS_SETTINGS},
+                    arch=getattr(a, '__name__', a), plan=self.plan,
                     kept=self.kept, probe_C=self.probe_C, probe_valid_accuracy=pa.get('valid'),
                     probe_test_accuracy=pa.get('test'), history=self.history,
                     valid_accuracy=self.valid.accuracy, test_accuracy=None if t is None else t.accuracy,
@@ -184,14 +187,18 @@ def _summary(r:TrainResults)->list:
     sets = [('train', r.n_train), ('valid', r.n_valid)] + ([('test', r.n_test)] if r.n_test else [])
     rows = [['folder', r.folder], ['layout', r.layout.removeprefix('layout: ')], ['images used', len(r.scan.files)],
             ['classes', ', '.join(f'{c} ({r.scan.counts[c]})' for c in r.vocab)],
-            [' / '.join(k for k, _ in sets), ' / '.join(str(n) for _, n in sets)], ['image size', f"{s['size']} px"],
+            [' / '.join(k for k, _ in sets), ' / '.join(str(n) for _, n in sets)],
+            ['backbone', getattr(a := s.get('arch', 'efficientnet_lite0'), '__name__', a)]]
+    rows += ([['plan (the time budget)', r.plan['why']]] if r.plan else []) + [
+            ['image size', f"{s['size']} px"],
             ['learning rate', f"{r.lr:.2e}" + ('' if s['lr'] is not None else ' (LR finder)')],
             ['epochs', f"{s['freeze_epochs']} frozen + {s['epochs']}"],
             ['validation accuracy', f"{r.valid.accuracy:.1%}{tta}"]]
     if r.test is not None: rows.append(['held-out test accuracy', f"{r.test.accuracy:.1%}{tta}"])
     if r.probe_accuracy: rows.append(['the linear probe alone (before fine-tuning)',
                                       ', '.join(f'{v:.1%} {k}' for k, v in r.probe_accuracy.items())])
-    why = ' (fine-tuning did not beat the probe on the validation set)' if r.kept == 'linear probe' else ''
+    why = ('' if r.kept != 'linear probe' else ' (no fine-tuning)' if not r.history
+           else ' (fine-tuning did not beat the probe on the validation set)')
     return rows + [['model kept', r.kept + why], ['time', f"{r.seconds} s"]]
 
 def report_page(r:TrainResults)->str:
@@ -205,7 +212,8 @@ def report_page(r:TrainResults)->str:
          _fig(f['lr_find'], 'Loss against learning rate (log scale), with the suggestions') if f.get('lr_find')
          else f"<p>Not run: the learning rate was set ({r.lr:.2e}); <code>--lr find</code> runs it.</p>"),
         ('training', 'Training', _fig(f['loss'], 'Training and validation loss per batch')
-         + _table(['epoch'] + names, [[i] + [f'{h[n]:.4f}' for n in names] for i, h in enumerate(r.history)])),
+         + _table(['epoch'] + names, [[i] + [f'{h[n]:.4f}' for n in names] for i, h in enumerate(r.history)])
+         if r.history else '<p>No fine-tuning: the model is the linear probe on the frozen backbone.</p>'),
         ('confusion', 'Confusion matrix', _fig(cm, 'Rows: actual class; columns: predicted class (validation set)')),
         ('most-confused', 'Most confused', _table(['actual', 'predicted', 'count'], r.confused) if r.confused
          else '<p>No mistakes on the validation set.</p>'),

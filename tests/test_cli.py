@@ -13,7 +13,8 @@ from imgcls_course.cli import Recipe, train, main, predict
 from imgcls_course.report import MODEL_FORMAT
 
 CLI = str(BIN/'imgcls-course')
-FAST = ['--epochs', '1', '--size', '64', '--bs', '8', '--quiet']
+FAST = ['--arch', 'efficientnet_lite0', '--epochs', '1', '--size', '64', '--bs', '8', '--quiet']
+def LITE0(**kw): return Recipe(arch='efficientnet_lite0', epochs=1, size=64, bs=8, n_cams=2, **kw)   # FAST's recipe
 # The layouts the tool reads and the folders it refuses, each with its message, are one table in nbs/70a_folder.ipynb;
 # here: what only a whole run shows (training, outputs, exit status, the browser), and what the table does not hold.
 
@@ -266,13 +267,53 @@ def test_crash_while_writing_leaves_no_half_written_outputs(trained, tmp_path, m
     monkeypatch.setattr(Learner, 'export', _half_then_crash)
     out = tmp_path/'out'; out.mkdir(); (out/'keep.txt').write_text('mine')
     with pytest.raises(OSError, match='disk full'):
-        train(trained[1], out=out, recipe=Recipe(epochs=1, size=64, bs=8, lr=1e-3, n_cams=2), quiet=True)
+        train(trained[1], out=out, recipe=LITE0(lr=1e-3), quiet=True)
     assert sorted(o.name for o in out.iterdir()) == ['keep.txt']
 
 @pytest.mark.slow
 def test_small_folder_with_default_lr_finder_settings(trained, tmp_path):
     "40 LR-finder steps on a 3-batch folder diverge early: fastai's suggestions raise IndexError there, ours fall back."
-    r = train(trained[1], out=tmp_path/'o', recipe=Recipe(epochs=1, size=64, bs=8, lr=None, n_cams=2), quiet=True)
+    r = train(trained[1], out=tmp_path/'o', recipe=LITE0(lr=None), quiet=True)
     assert (tmp_path/'o'/'report.html').exists()
     # the rate used is the finder's valley, or the fallback where the curve was too short to suggest one
     assert r.lr == r.lr_suggestions.get('valley', 2e-3) and 1e-7 < r.lr < 1, (r.lr, r.lr_suggestions)
+
+@pytest.mark.slow
+def test_a_budget_too_small_for_fine_tuning(trained, tmp_path):
+    "`--budget` below even Lite0's probe: Lite0's probe alone, a line saying it is over, a model that predicts."
+    folder, out = trained[1], tmp_path/'o'
+    r = _run('train', folder, '--out', out, '--budget', '1', '--size', '64', '--bs', '8')
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    plan = next(l for l in r.stdout.splitlines() if l.strip().startswith('plan:'))
+    assert 'efficientnet_lite0 at 64 px, the linear probe alone' in plan and 'OVER the 1 s budget' in plan, plan
+    assert 'efficientnet_lite2 would take about' in plan and 'No fine-tuning (0 epochs)' in r.stdout, r.stdout
+    m = json.loads((out/'metrics.json').read_text())
+    assert (m['arch'], m['epochs'], m['kept'], m['history'], m['budget']) == (
+        'efficientnet_lite0', 0, 'linear probe', [], 1), m
+    assert m['plan']['seconds'] > 1 and m['plan']['why'] in plan, m['plan']
+    assert m['valid_accuracy_no_tta'] == m['probe_valid_accuracy'], m   # the probe is the model
+    page = (out/'report.html').read_text()
+    assert 'No fine-tuning: the model is the linear probe' in page and 'OVER the 1 s budget' in page
+    res = predict(out, [folder/'pug'/'pug_3.jpg'], quiet=True)
+    assert res[0][1][0][0] in m['classes'], res
+
+def test_budget_and_auto_arch_on_the_command_line():
+    "`--budget` and `--arch auto` reach the `Recipe`; `--epochs` left out means: as many as the budget allows."
+    from imgcls_course.cli import _parser, _recipe
+    rc = _recipe(_parser().parse_args(['train', 'x', '--budget', '60']))
+    assert (rc.budget, rc.arch, rc.epochs) == (60., 'auto', None), rc
+    assert _recipe(_parser().parse_args(['train', 'x', '--arch', 'efficientnet_lite1', '--epochs', '2'])).epochs == 2
+
+@pytest.mark.slow
+def test_tta_is_the_mean_of_the_image_and_its_mirror(trained):
+    "The tool's TTA: softmax of the batch and of its left-right mirror, averaged (checked against the model itself)."
+    from imgcls_course.cli import _predict
+    from imgcls_course.report import load_model
+    root, folder = trained[:2]
+    learn = load_model(root/'out')
+    dl = learn.dls.test_dl(sorted((folder/'pug').glob('pug_*.jpg'))[:3], num_workers=0)
+    p, xb = _predict(learn, dl, True, True), torch.cat([b[0] for b in dl])   # the loader may batch them one by one
+    learn.model.eval()
+    with torch.no_grad(): plain, mirrored = learn.model(xb).softmax(1), learn.model(xb.flip(-1)).softmax(1)
+    assert (p.plain - plain).abs().max() < 1e-5 and (p.probs - (plain + mirrored)/2).abs().max() < 1e-5
+    assert (plain - mirrored).abs().max() > 1e-4, "the mirror changed nothing: not tested"
