@@ -8,14 +8,14 @@ Docs: https://imgcls-course.github.io/imgcls-course/budget.html.md"""
 __all__ = ['BACKBONES', 'FIXED_S', 'PIPELINE', 'MARGIN', 'time_model', 'decode_seconds', 'estimate_seconds', 'Plan',
            'choose_plan']
 
-# %% ../nbs/70c_budget.ipynb #c8823896
+# %% ../nbs/70c_budget.ipynb #7ac5eebf
 import random, time
 from dataclasses import dataclass
 import torch
 from .models import ARCHS
 from .images import open_rgb
 
-# %% ../nbs/70c_budget.ipynb #28d898b2
+# %% ../nbs/70c_budget.ipynb #743a84a9
 BACKBONES = {'efficientnet_lite2': 260, 'efficientnet_lite1': 240, 'efficientnet_lite0': 224}   # strongest first,
 # each with the image size it was trained at on ImageNet (`models.ARCHS`)
 
@@ -41,7 +41,7 @@ def time_model(arch:str, # a name in `models.ARCHS`
         out[k] = min(ts)/bs   # the quickest pass: other work on the machine only ever slows one down
     return out
 
-# %% ../nbs/70c_budget.ipynb #be760616
+# %% ../nbs/70c_budget.ipynb #38d2962b
 def decode_seconds(files, # image files of the folder
                    size:int, # the side the item transform decodes for (the presize)
                    n:int=8, seed:int=0)->float: # seconds per image
@@ -52,7 +52,7 @@ def decode_seconds(files, # image files of the folder
     for f in sample: open_rgb(f, draft=size)
     return (time.perf_counter() - t0)/len(sample)
 
-# %% ../nbs/70c_budget.ipynb #0b8469b4
+# %% ../nbs/70c_budget.ipynb #b6a0d9c8
 FIXED_S, PIPELINE, MARGIN = 15., dict(eval=1.3, train=2.0), 0.9   # seconds of every run; how much longer a step
 # takes inside fastai's loop (loaders, batch transforms, callbacks) than alone; the share of the budget a plan fills
 
@@ -67,7 +67,7 @@ def estimate_seconds(cost:dict, # `time_model`'s, plus 'decode': `decode_seconds
     return (FIXED_S + forward*cost['eval']*PIPELINE['eval'] + steps*cost['train']*PIPELINE['train']
             + (forward + steps)*cost['decode'])
 
-# %% ../nbs/70c_budget.ipynb #8b3143df
+# %% ../nbs/70c_budget.ipynb #c1044b89
 @dataclass
 class Plan:
     "What `choose_plan` decided: a backbone, its image size, fine-tuning epochs, and the line that says why."
