@@ -171,7 +171,7 @@ def folder_learner(scan:FolderScan, recipe:Recipe, # decided for this folder (`R
     except Exception as e:
         raise FolderError(f"Could not build model {arch!r} ({e}); "
                           "without internet use one of " + ', '.join(ARCHS)) from e
-    learn.model.to(memory_format=torch.channels_last)   # quicker on a CPU (monkeys10: an epoch 56 -> 48 s, TTA 80 -> 58 s)
+    learn.model.to(memory_format=torch.channels_last)   # quicker on a CPU: an epoch 56 -> 48 s on monkeys10
     return learn
 
 def choose_lr(learn, lr:float=2e-3, # a learning rate, or None for the LR finder's `valley`
