@@ -28,28 +28,55 @@ to be used to choose anything; train/ and val/ come from the source's training f
              black_headed_night_monkey, nilgiri_langur. Train 40, val 15 per species from training/, test 25 per
              species from validation/: 400 / 150 / 250. Licence: none stated in the repo.
 
-In these two, byte-identical files (the monkey snapshot holds 67 such pairs) and files of one class whose names
-differ only by a copy marker (`x.jpg`, `x (1).jpg`, `x_1.jpg`) form a group that is kept whole on one side:
+Four more, added after the tool's recipe and time budget were fixed, to check them on sets that chose nothing
+(each with a held-out test/ as above; the classes are the sources' own, or a seeded draw, never picked by hand):
+
+  ants_bees  the ants and bees of PyTorch's transfer-learning tutorial (ImageNet photos), as committed in
+             zhangtao7750/syn at f0503091488f67b6809a6da2eaa43c25f2f277fc (hymenoptera_data/{train,val}/{ants,bees}):
+             train 80, val 30 a class from train/, test 70 a class from val/: 160 / 60 / 140.
+  birds20    20 species of a 100-species CUB-200-2011 subset (Wah et al., Caltech 2011; 227 x 227 px), as committed
+             in serizba/vision at 16a8a47ea88abb31d9b61b81dbbe09347bf72385 (ex03/task2/bird_dataset: images/<species>/,
+             and CUB's images.txt + train_test_split.txt): the species are a seeded draw (`BIRDS20`). Train 20, val 8 a
+             species from CUB's training images, test 25 from its test images: 400 / 160 / 500.
+  flowers12  12 of the Oxford 17 Flowers classes (Nilsback and Zisserman, 2006; 224 x 224 px), as committed in
+             daniele-gilio/Machine-Learning-Class at 35496a1435a27a0818a486fbe6472e7b4325f983
+             (lab3/flowers/{train,test}; its train_augmented/ is not used): train 45, val 15 a class from train/,
+             test 20 from test/: 540 / 179 / 240 (one iris pair is byte-identical).
+  butterflies10  the Leeds Butterfly Dataset's ten species (Wang, Markert and Everingham, BMVC 2009; PNG, 500 px
+             wide), as committed in dsw88/cs601r-project1-dataset at b01a8ebbd54c247e99699d3ff2576a63ff414549
+             (dataset/butterflies/images/0NNxxxx.png, NN the species): no test part in the source, so test/ (15 a
+             species) is drawn from the seeded shuffle first, then train 30 and val 10: 300 / 100 / 150.
+
+In these pooled sets, byte-identical files (the monkey snapshot holds 67 such pairs) and files of one class whose
+names differ only by a copy marker (`x.jpg`, `x (1).jpg`, `x_1.jpg`) form a group that is kept whole on one side:
 a group with a member in the source's test folder (or list) can only go to test/, one of a single class is
 written once per distinct file, and a group spanning two classes is left out. Files PIL cannot open are left out.
+tests/test_real_sets.py checks these rules on a small fake source.
 
 The real Oxford-IIIT Pets copy that `bench/get_real_pets.py` builds is not made a split set here: 34 of its 37
 breeds have 8-10 images, so a stratified test/ would hold 2-3 images a breed (one image is 3-4 % of a breed's
 accuracy there); it stays the `--regex` check it is.
 
-    python bench/get_real_photos.py                      # download (needs git and internet), build all four
+    python bench/get_real_photos.py                      # download (needs git and internet), build all eight
     python bench/get_real_photos.py --mirror-root DIR    # read from local git dirs DIR/<owner>+<name>/repo
     python bench/get_real_photos.py --dest DIR           # default: ~/.cache/imgcls_course/real_sets
     python bench/get_real_photos.py --only food10        # one set
     python bench/get_real_photos.py --list               # what each set is, and the counts of those built
 
-The ants/bees set of PyTorch's transfer-learning tutorial is deliberately not used here: the project keeps it
-for an independent check of the recipe chosen on these sets.
 """
 import argparse, hashlib, io, random, re, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 MAX_BYTES = 4*1024*1024
+# 20 of the subset's 100 species, `sorted(random.Random(0).sample(E, 20))` where E is the sorted list of the 90
+# species with at least 28 training images (is_train 1), drawn before anything was measured on them
+BIRDS20 = ('Bay_breasted_Warbler', 'Blue_headed_Vireo', 'Brown_Pelican', 'Downy_Woodpecker', 'Gadwall', 'Geococcyx',
+           'Gray_Catbird', 'Green_Kingfisher', 'Horned_Grebe', 'Ivory_Gull', 'Le_Conte_Sparrow', 'Magnolia_Warbler',
+           'Pied_billed_Grebe', 'Pigeon_Guillemot', 'Pine_Grosbeak', 'Prairie_Warbler', 'Red_breasted_Merganser',
+           'Ruby_throated_Hummingbird', 'Scissor_tailed_Flycatcher', 'Summer_Tanager')
+# the Leeds set's ten species, in the order of its file-name prefixes 001..010 (descriptions/0NN.txt)
+BUTTERFLIES10 = ('monarch', 'zebra_longwing', 'crimson_patched_longwing', 'common_buckeye', 'american_copper',
+                 'mourning_cloak', 'giant_swallowtail', 'cabbage_white', 'red_admiral', 'painted_lady')
 SETS = {
     'cats_dogs': dict(repo='chanakya2734/Image-classification-using-CNN',
                       commit='bf746c6e53f1edacd97b383de350f7a495cef0e1',
@@ -72,6 +99,26 @@ SETS = {
                           'white_headed_capuchin', 'silvery_marmoset', 'common_squirrel_monkey',
                           'black_headed_night_monkey', 'nilgiri_langur'))},
                       counts=dict(train=40, val=15, test=25), pooled=True, licence='none stated in the repo'),
+    'ants_bees': dict(repo='zhangtao7750/syn', commit='f0503091488f67b6809a6da2eaa43c25f2f277fc',
+                      classes={c: (f'hymenoptera_data/train/{c}', f'hymenoptera_data/val/{c}')
+                               for c in ('ants', 'bees')},
+                      counts=dict(train=80, val=30, test=70), pooled=True,
+                      licence="none stated in the repo (PyTorch's transfer-learning tutorial data, from ImageNet)"),
+    'birds20': dict(repo='serizba/vision', commit='16a8a47ea88abb31d9b61b81dbbe09347bf72385',
+                    classes={c: (f'ex03/task2/bird_dataset/images/{c}', None) for c in BIRDS20},
+                    cub_split='ex03/task2/bird_dataset', counts=dict(train=20, val=8, test=25), pooled=True,
+                    licence='CUB-200-2011 terms (the README of the subset: "the same terms and conditions apply")'),
+    'flowers12': dict(repo='daniele-gilio/Machine-Learning-Class', commit='35496a1435a27a0818a486fbe6472e7b4325f983',
+                      classes={c: (f'lab3/flowers/train/{c}', f'lab3/flowers/test/{c}') for c in (
+                          'bluebell', 'buttercup', 'colts-foot', 'daisy', 'dandelion', 'fritillary', 'iris',
+                          'lily-valley', 'pansy', 'sunflower', 'tigerlily', 'windflower')},
+                      counts=dict(train=45, val=15, test=20), pooled=True, licence='none stated in the repo'),
+    'butterflies10': dict(repo='dsw88/cs601r-project1-dataset', commit='b01a8ebbd54c247e99699d3ff2576a63ff414549',
+                          classes={c: ('dataset/butterflies/images', None) for c in BUTTERFLIES10},
+                          name_re={c: f'/0{i:02d}\\d+\\.png$' for i, c in enumerate(BUTTERFLIES10, 1)},
+                          counts=dict(train=30, val=10, test=15), pooled=True, test_from_train=True,
+                          licence="Leeds Butterfly Dataset v1.0 (Wang, Markert and Everingham, BMVC 2009): the repo's "
+                                  "README says for learning use only"),
 }
 LICENCES = {'cats_dogs': 'none stated in the repo (Kaggle "Dogs vs. Cats": Asirra, Petfinder photos)',
             'bears': 'none stated in the repo (web-search scrape)'}
@@ -148,9 +195,15 @@ def _groups(src, spec):
     listed = None
     if spec.get('test_list'):
         listed = set(src.read_path(spec['test_list']).decode().split())
+    if spec.get('cub_split'):   # CUB's files: `id, class/name.jpg` and `id, is_train`
+        read = lambda f: dict(l.split(', ') for l in src.read_path(f"{spec['cub_split']}/{f}").decode().splitlines())
+        paths, is_train = read('images.txt'), read('train_test_split.txt')
+        listed = {paths[i].rsplit('.', 1)[0] for i, t in is_train.items() if t.strip() == '0'}
     files = []   # (class, file, in test pool)
     for cls, (main, test) in spec['classes'].items():
-        files += [(cls, f, listed is not None and f'{cls}/{Path(f[0]).stem}' in listed) for f in _images(src, main)]
+        keep = re.compile(spec['name_re'][cls]) if 'name_re' in spec else None
+        files += [(cls, f, listed is not None and f'{cls}/{Path(f[0]).stem}' in listed) for f in _images(src, main)
+                  if keep is None or keep.search(f[0])]
         if test: files += [(cls, f, True) for f in _images(src, test)]
     parent = list(range(len(files)))
     def find(i):
@@ -180,7 +233,9 @@ def build_pooled(name, src, out:Path, seed=0):
         rng = random.Random(f'{seed}-{name}-{cls}')
         pools = {'test': [g for t, g in gs if t], 'train': [g for t, g in gs if not t]}
         for pool in pools.values(): rng.shuffle(pool)
-        for split, pool in (('train', pools['train']), ('val', pools['train']), ('test', pools['test'])):
+        if spec.get('test_from_train'): pools['test'] = pools['train']   # no test part in the source: draw it first
+        order = ('test', 'train', 'val') if spec.get('test_from_train') else ('train', 'val', 'test')
+        for split, pool in ((k, pools[k if k != 'val' else 'train']) for k in order):
             n = 0
             while n < spec['counts'][split] and pool:
                 for f in pool.pop(0):
