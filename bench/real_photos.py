@@ -13,7 +13,7 @@ process CPU time, which is less sensitive to other jobs on a shared machine).
     python bench/real_photos.py FOLDER                          # linear probe + default, seeds 0 1 2
     python bench/real_photos.py FOLDER --variants default,size224,tta --seeds 0,1,2,3,4
     python bench/real_photos.py FOLDER --json runs.json         # keep every run; rerun to resume
-    python bench/get_real_photos.py                             # builds the four sets used in results/
+    python bench/get_real_photos.py                             # builds the eight sets used in results/
     python bench/real_photos.py --across-sets --json bench/results/real_photos_budget.json   # all sets, vs the probe
 
 Results measured in this project: bench/results/real_photos.md.
