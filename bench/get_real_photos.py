@@ -29,7 +29,8 @@ to be used to choose anything; train/ and val/ come from the source's training f
              species from validation/: 400 / 150 / 250. Licence: none stated in the repo.
 
 Four more, added after the tool's recipe and time budget were fixed, to check them on sets that chose nothing
-(each with a held-out test/ as above; the classes are the sources' own, or a seeded draw, never picked by hand):
+(each with a held-out test/, from the source's test part where it has one; the classes are the sources' own, or
+a seeded draw, never picked by hand):
 
   ants_bees  the ants and bees of PyTorch's transfer-learning tutorial (ImageNet photos), as committed in
              zhangtao7750/syn at f0503091488f67b6809a6da2eaa43c25f2f277fc (hymenoptera_data/{train,val}/{ants,bees}):
