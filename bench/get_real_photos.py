@@ -48,6 +48,16 @@ a seeded draw, never picked by hand):
              (dataset/butterflies/images/0NNxxxx.png, NN the species): no test part in the source, so test/ (15 a
              species) is drawn from the seeded shuffle first, then train 30 and val 10: 300 / 100 / 150.
 
+Two more, added in the same way after those four had been measured (the recipe unchanged):
+
+  textures10  the ten classes of the Describable Textures Dataset (Cimpoi et al., CVPR 2014) committed in
+             pan8915/DeepTexture at 522f46f683af11e93673bff29f81df14f49edfb2 (images/<class>/, 120 a class, 300 to
+             640 px): no test part, so test/ (30 a class) is drawn first, then train 60 and val 20: 600 / 200 / 300.
+  trash6     TrashNet's six classes (Yang and Thung, 2016) as committed in congduytran12/Trash-Classification- at
+             00212f2c18dcdb9045c74481eaae5baaf72537df (dataset-resized/<class>/, 137 to 594 a class, every photo
+             resized there to 384 x 512 px, so many are squashed): test/ (30 a class) drawn first, then train 60 and
+             val 20: 360 / 120 / 180. Three photos filed under two classes are left out (the rule below).
+
 In these pooled sets, byte-identical files (the monkey snapshot holds 67 such pairs) and files of one class whose
 names differ only by a copy marker (`x.jpg`, `x (1).jpg`, `x_1.jpg`) form a group that is kept whole on one side:
 a group with a member in the source's test folder (or list) can only go to test/, one of a single class is
@@ -58,7 +68,7 @@ The real Oxford-IIIT Pets copy that `bench/get_real_pets.py` builds is not made 
 breeds have 8-10 images, so a stratified test/ would hold 2-3 images a breed (one image is 3-4 % of a breed's
 accuracy there); it stays the `--regex` check it is.
 
-    python bench/get_real_photos.py                      # download (needs git and internet), build all eight
+    python bench/get_real_photos.py                      # download (needs git and internet), build all ten
     python bench/get_real_photos.py --mirror-root DIR    # read from local git dirs DIR/<owner>+<name>/repo
     python bench/get_real_photos.py --dest DIR           # default: ~/.cache/imgcls_course/real_sets
     python bench/get_real_photos.py --only food10        # one set
@@ -120,6 +130,17 @@ SETS = {
                           counts=dict(train=30, val=10, test=15), pooled=True, test_from_train=True,
                           licence="Leeds Butterfly Dataset v1.0 (Wang, Markert and Everingham, BMVC 2009): the repo's "
                                   "README says for learning use only"),
+    'textures10': dict(repo='pan8915/DeepTexture', commit='522f46f683af11e93673bff29f81df14f49edfb2',
+                       classes={c: (f'images/{c}', None) for c in (
+                           'banded', 'blotchy', 'braided', 'bubbly', 'bumpy', 'chequered', 'cobwebbed', 'cracked',
+                           'crosshatched', 'crystalline')},
+                       counts=dict(train=60, val=20, test=30), pooled=True, test_from_train=True,
+                       licence="none stated in the repo (DTD, Cimpoi et al., CVPR 2014: for research purposes)"),
+    'trash6': dict(repo='congduytran12/Trash-Classification-', commit='00212f2c18dcdb9045c74481eaae5baaf72537df',
+                   classes={c: (f'dataset-resized/{c}', None) for c in (
+                       'cardboard', 'glass', 'metal', 'paper', 'plastic', 'trash')},
+                   counts=dict(train=60, val=20, test=30), pooled=True, test_from_train=True,
+                   licence='none stated in the repo (TrashNet, Yang and Thung, 2016)'),
 }
 LICENCES = {'cats_dogs': 'none stated in the repo (Kaggle "Dogs vs. Cats": Asirra, Petfinder photos)',
             'bears': 'none stated in the repo (web-search scrape)'}
