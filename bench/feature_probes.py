@@ -14,8 +14,10 @@ and held-out accuracy (test/ where the set has one). Deterministic: no seed chan
 
     python bench/feature_probes.py                       # every set under ~/.cache/imgcls_course/real_sets
     python bench/feature_probes.py --sets food10,monkeys10
+
+The tables are kept in bench/results/real_photos.md; `printed_acc` reads a number back from them.
 """
-import argparse, sys, time, warnings
+import argparse, re, sys, time, warnings
 from pathlib import Path
 import numpy as np, torch
 from PIL import Image
@@ -65,6 +67,12 @@ def probe(X, Xm, y, s, mode:str)->dict:
     pred, held = clf.classes_[P.argmax(1)], 'test' if (s == 'test').any() else 'valid'
     return dict(valid=float((pred[s == 'valid'] == y[s == 'valid']).mean()),
                 held=float((pred[s == held] == y[s == held]).mean()), held_name=held)
+
+def printed_acc(text:str, name:str, feats:str)->float:
+    "The plain probe's held-out accuracy (%) of `feats` on set `name`, read back from tables `main` printed in `text`."
+    m = re.search(rf"\*\*{re.escape(name)}\*\*: \d+ train; held-out.*?\n\| {re.escape(feats)} \| ([\d.]+)%", text, re.S)
+    if m is None: raise KeyError(f"no {feats} row for {name} in the feature-probe tables")
+    return float(m.group(1))
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
